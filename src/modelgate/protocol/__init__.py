@@ -1,0 +1,1 @@
+"""Wire models: what clients send and receive, validated at the boundary."""

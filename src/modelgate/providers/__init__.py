@@ -1,0 +1,1 @@
+"""External model providers: one module per provider, registered in `registry.py`."""

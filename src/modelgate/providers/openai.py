@@ -1,0 +1,104 @@
+"""Provider `openai`: OpenAI's API, and Azure OpenAI (`openai_api_type` azure with an API key).
+
+Config (reference §5.4): openai_api_key / _plaintext, openai_api_base, openai_api_type, openai_api_version,
+openai_deployment_name, openai_organization, microsoft_entra_* (azuread).
+Example upstream call (platform.openai.com/docs/api-reference/chat/create):
+    POST https://api.openai.com/v1/chat/completions  Authorization: Bearer sk-...
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from modelgate.errors import InvalidParameterValue
+from modelgate.providers.base import Json, ProviderConfig, ProviderDeps
+from modelgate.providers.openai_compat import OpenAICompatibleProvider
+
+OPENAI_DEFAULT_BASE = "https://api.openai.com/v1"
+SecretField = str | dict[str, str] | None
+
+
+class OpenAIConfig(ProviderConfig):
+    openai_api_key: SecretField = None
+    openai_api_key_plaintext: SecretField = None
+    openai_api_base: str | None = None
+    openai_api_type: Literal["openai", "azure", "azuread"] | None = None
+    openai_api_version: str | None = None
+    openai_deployment_name: str | None = None
+    openai_organization: str | None = None
+    microsoft_entra_client_id: str | None = None
+    microsoft_entra_client_secret: SecretField = None
+    microsoft_entra_client_secret_plaintext: SecretField = None
+    microsoft_entra_tenant_id: str | None = None
+
+
+class OpenAIProvider(OpenAICompatibleProvider):
+    name = "openai"
+    config_key = "openai_config"
+    config_model = OpenAIConfig
+    secret_fields = (("openai_api_key", False),)
+    # OpenAI's API rejects these; Databricks-only knobs are translated or dropped.
+    unsupported_fields = frozenset({"top_k", "thinking"})
+
+    def __init__(self, model_name: str, task: str, config: ProviderConfig, deps: ProviderDeps) -> None:
+        super().__init__(model_name, task, config, deps)
+        assert isinstance(config, OpenAIConfig)
+        self.cfg = config
+        raw = config.model_dump()
+        self.api_key = self.secret(raw, "openai_api_key")
+        self.azure = config.openai_api_type in ("azure", "azuread")
+        base = (config.openai_api_base or OPENAI_DEFAULT_BASE).rstrip("/")
+        if self.azure:
+            deployment = config.openai_deployment_name or model_name
+            self.base = f"{base}/openai/deployments/{deployment}"
+            self.query = f"?api-version={config.openai_api_version}"
+        else:
+            self.base = base
+            self.query = ""
+
+    @classmethod
+    def parse_config(cls, raw: Any) -> ProviderConfig:
+        config = super().parse_config(raw)
+        assert isinstance(config, OpenAIConfig)
+        if config.openai_api_type in ("azure", "azuread"):
+            missing = [f for f in ("openai_api_base", "openai_api_version") if getattr(config, f) is None]
+            if missing:
+                raise InvalidParameterValue(f"openai_config: Azure OpenAI needs {', '.join(missing)}")
+        if config.openai_api_type == "azuread":
+            raise InvalidParameterValue(
+                "openai_config: openai_api_type 'azuread' (Microsoft Entra ID) is not supported yet; "
+                "use 'azure' with an API key"
+            )
+        if config.openai_api_type in (None, "openai") and not (
+            config.openai_api_key or config.openai_api_key_plaintext
+        ):
+            raise InvalidParameterValue(
+                "openai_config: 'openai_api_key' (a secret reference) or 'openai_api_key_plaintext' is required"
+            )
+        return config
+
+    def url_for(self, route: str) -> str:
+        return f"{self.base}/{route}{self.query}"
+
+    def body_model_name(self) -> str | None:
+        return None if self.azure else self.model_name
+
+    def headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "application/json"}
+        key = self.api_key.get() if self.api_key else None
+        if key:
+            if self.azure:
+                headers["api-key"] = key
+            else:
+                headers["Authorization"] = f"Bearer {key}"
+        if self.cfg.openai_organization:
+            headers["OpenAI-Organization"] = self.cfg.openai_organization
+        return headers
+
+    def build_body(self, request: Any) -> Json:
+        body = super().build_body(request)
+        thinking = getattr(request, "thinking", None)
+        if thinking is not None and thinking.type == "enabled" and "reasoning_effort" not in body:
+            budget = thinking.budget_tokens or 0
+            body["reasoning_effort"] = "low" if budget < 4096 else "medium" if budget < 16384 else "high"
+        return body

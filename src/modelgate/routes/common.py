@@ -1,0 +1,93 @@
+"""Helpers every route uses: the app's services, JSON in and out, the caller's identity."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from modelgate.auth.principal import Principal
+from modelgate.errors import BadRequest, PayloadTooLarge
+
+if TYPE_CHECKING:
+    from modelgate.app import Services
+
+
+class JSONResponse(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def services(request: Request) -> Services:
+    svc: Services = request.app.state.services
+    return svc
+
+
+async def principal(request: Request) -> Principal:
+    return await services(request).authenticator.authenticate(request.headers.get("authorization"))
+
+
+async def read_json(request: Request) -> Any:
+    """The body as JSON, refusing bodies past the configured size before reading them whole."""
+    limit = services(request).settings.max_request_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            size = int(declared)
+        except ValueError:
+            raise BadRequest("Content-Length is not a number.") from None
+        if size > limit:
+            raise PayloadTooLarge(f"Request body is {size} bytes; the limit is {limit} bytes.")
+        body = await request.body()
+    else:
+        chunks: list[bytes] = []
+        total = 0
+        async for chunk in request.stream():
+            total += len(chunk)
+            if total > limit:
+                raise PayloadTooLarge(f"Request body exceeds the limit of {limit} bytes.")
+            chunks.append(chunk)
+        body = b"".join(chunks)
+    if not body.strip():
+        raise BadRequest("Request body is empty; send a JSON object.")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"Request body is not valid JSON: {exc}.") from None
+
+
+async def read_json_object(request: Request, *, allow_empty: bool = False) -> dict[str, Any]:
+    if allow_empty:
+        raw = await request.body()
+        if not raw.strip():
+            return {}
+    data = await read_json(request)
+    if not isinstance(data, dict):
+        raise BadRequest("Request body must be a JSON object.")
+    return data
+
+
+class SSEResponse(StreamingResponse):
+    """A stream that always closes its iterator, so a client that leaves cancels the upstream at once."""
+
+    def __init__(self, events: AsyncIterator[bytes], headers: dict[str, str] | None = None) -> None:
+        super().__init__(
+            events,
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **(headers or {})},
+        )
+        self._events = events
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            aclose = getattr(self._events, "aclose", None)
+            if aclose is not None:
+                await aclose()

@@ -1,0 +1,1 @@
+"""Serving: endpoint runtimes, traffic split, dispatch of queries to served entities."""

@@ -1,0 +1,298 @@
+"""Query dispatch: permission check, task check, traffic split, fallbacks, usage, observers.
+
+Knows nothing of HTTP: routes hand it a principal and a validated request and render what it returns.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import struct
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from modelgate.auth.permissions import Level, require
+from modelgate.auth.principal import Principal
+from modelgate.errors import BadRequest, ModelgateError, ResourceDoesNotExist, TemporarilyUnavailable
+from modelgate.protocol.chat import ChatRequest
+from modelgate.protocol.completions import CompletionRequest
+from modelgate.protocol.embeddings import EmbeddingRequest
+from modelgate.providers.base import Provider
+from modelgate.serving.records import CallRecord, Observer
+from modelgate.serving.registry import EndpointRegistry, EndpointRuntime, EntityRuntime
+from modelgate.serving.streams import normalized_events
+
+log = logging.getLogger(__name__)
+
+Json = dict[str, Any]
+Request = ChatRequest | CompletionRequest | EmbeddingRequest
+
+CHAT, COMPLETIONS, EMBEDDINGS = "llm/v1/chat", "llm/v1/completions", "llm/v1/embeddings"
+_FIELD_FOR_TASK = {CHAT: "messages", COMPLETIONS: "prompt", EMBEDDINGS: "input"}
+_ROUTE_FOR_TASK = {CHAT: "chat/completions", COMPLETIONS: "completions", EMBEDDINGS: "embeddings"}
+_CHUNK_OBJECT = {CHAT: "chat.completion.chunk", COMPLETIONS: "text_completion"}
+
+
+def task_of(request: Request) -> str:
+    if isinstance(request, ChatRequest):
+        return CHAT
+    if isinstance(request, CompletionRequest):
+        return COMPLETIONS
+    return EMBEDDINGS
+
+
+def estimate_tokens(chars: int) -> int:
+    """Databricks' estimate when a model reports no usage: (characters + 1) / 4."""
+    return (chars + 1) // 4
+
+
+def request_chars(request: Request) -> int:
+    if isinstance(request, ChatRequest):
+        return sum(len(m.text()) for m in request.messages)
+    if isinstance(request, CompletionRequest):
+        return sum(len(p) for p in request.prompts())
+    return sum(len(t) for t in request.inputs())
+
+
+def _retriable(exc: ModelgateError) -> bool:
+    return exc.status == 429 or exc.status >= 500
+
+
+@dataclass
+class CallResult:
+    served_entity: str
+    body: Json
+
+
+@dataclass
+class StreamResult:
+    served_entity: str
+    chunks: AsyncIterator[Json]
+
+
+class InvocationService:
+    def __init__(self, registry: EndpointRegistry, observers: list[Observer] | None = None) -> None:
+        self.registry = registry
+        self.observers: list[Observer] = list(observers or [])
+
+    # -- resolution --------------------------------------------------------------------------------
+    async def _targets(
+        self, principal: Principal, name: str, task: str, served_entity: str | None
+    ) -> tuple[EndpointRuntime, list[EntityRuntime]]:
+        rt = await self.registry.get(name)
+        require(principal, rt.acl, rt.creator, Level.CAN_QUERY, name)
+        if rt.task and rt.task != task:
+            raise BadRequest(
+                f"Endpoint '{name}' serves {rt.task}, so it takes '{_FIELD_FOR_TASK[rt.task]}' "
+                f"(OpenAI route /serving-endpoints/{_ROUTE_FOR_TASK[rt.task]}); this request is for {task}."
+            )
+        if served_entity is not None:
+            ent = rt.entities.get(served_entity)
+            if ent is None:
+                raise ResourceDoesNotExist(
+                    f"Served entity '{served_entity}' does not exist in endpoint '{name}' "
+                    f"(served entities: {', '.join(rt.entities)})."
+                )
+            return rt, [ent]
+        order = rt.splitter.order()
+        fallback = bool(((rt.ai_gateway or {}).get("fallback_config") or {}).get("enabled"))
+        names = order if fallback else order[:1]
+        return rt, [rt.entities[n] for n in names if n in rt.entities]
+
+    @staticmethod
+    def _backend(ent: EntityRuntime) -> Provider:
+        if ent.backend is None:
+            raise TemporarilyUnavailable(
+                f"Served entity '{ent.name}' is not available: {ent.build_error or 'not ready'}",
+                retry_after=5,
+            )
+        return ent.backend
+
+    def _record(self, principal: Principal, rt: EndpointRuntime, request: Request, stream: bool) -> CallRecord:
+        return CallRecord(
+            endpoint=rt.name,
+            endpoint_id=rt.id,
+            task=task_of(request),
+            principal=principal,
+            streaming=stream,
+            request=request,
+            client_request_id=request.client_request_id,
+            usage_context=request.usage_context,
+        )
+
+    def _finish(self, record: CallRecord) -> None:
+        record.duration_s = time.perf_counter() - record.started
+        for observer in self.observers:
+            try:
+                observer(record)
+            except Exception:  # an observer's bug must never fail a request
+                log.exception("observer %r failed", observer)
+
+    # -- non-streaming -------------------------------------------------------------------------------
+    async def call(
+        self, principal: Principal, name: str, request: Request, served_entity: str | None = None
+    ) -> CallResult:
+        task = task_of(request)
+        rt, targets = await self._targets(principal, name, task, served_entity)
+        record = self._record(principal, rt, request, stream=False)
+        try:
+            body, ent = await self._first_success(targets, lambda backend: _method(backend, request))
+            record.served_entity = ent.name
+            if isinstance(request, EmbeddingRequest) and request.encoding_format == "base64":
+                encode_embeddings_base64(body)
+            usage = body.get("usage")
+            if not usage:
+                usage = self._estimated_usage(request, body)
+                body["usage"] = usage
+            record.set_usage(usage)
+            record.response = body
+            return CallResult(ent.name, body)
+        except ModelgateError as exc:
+            record.status_code, record.error_code = exc.status, exc.error_code
+            raise
+        except BaseException:
+            record.status_code, record.error_code = 499, "CANCELLED"
+            raise
+        finally:
+            self._finish(record)
+
+    async def _first_success(
+        self, targets: list[EntityRuntime], call: Callable[[Provider], Awaitable[Any]]
+    ) -> tuple[Any, EntityRuntime]:
+        last: ModelgateError | None = None
+        for i, ent in enumerate(targets):
+            try:
+                return await call(self._backend(ent)), ent
+            except ModelgateError as exc:
+                last = exc
+                if not _retriable(exc) or i == len(targets) - 1:
+                    raise
+                log.info("served entity %s failed with %s; falling back", ent.name, exc.status)
+        raise last or TemporarilyUnavailable("The endpoint has no served entity that takes traffic.")
+
+    def _estimated_usage(self, request: Request, body: Json) -> Json:
+        prompt = estimate_tokens(request_chars(request))
+        out_chars = 0
+        for choice in body.get("choices") or []:
+            msg = choice.get("message") or {}
+            content = msg.get("content") if msg else choice.get("text")
+            out_chars += len(content) if isinstance(content, str) else 0
+        completion = estimate_tokens(out_chars) if out_chars else 0
+        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+    # -- streaming -----------------------------------------------------------------------------------
+    async def stream(
+        self,
+        principal: Principal,
+        name: str,
+        request: ChatRequest | CompletionRequest,
+        served_entity: str | None = None,
+    ) -> StreamResult:
+        """Open the stream (errors before the first chunk raise here), then hand back the chunks."""
+        task = task_of(request)
+        rt, targets = await self._targets(principal, name, task, served_entity)
+        record = self._record(principal, rt, request, stream=True)
+
+        async def open_stream(backend: Provider) -> tuple[Json, AsyncIterator[Json]]:
+            it = _stream_method(backend, request)
+            try:
+                first = await it.__anext__()
+            except StopAsyncIteration:
+                first = {"choices": []}
+            return first, it
+
+        try:
+            (first, rest), ent = await self._first_success(targets, open_stream)
+        except ModelgateError as exc:
+            record.status_code, record.error_code = exc.status, exc.error_code
+            self._finish(record)
+            raise
+        except BaseException:
+            record.status_code, record.error_code = 499, "CANCELLED"
+            self._finish(record)
+            raise
+        record.served_entity = ent.name
+        return StreamResult(ent.name, self._tracked(record, request, first, rest))
+
+    async def _tracked(
+        self, record: CallRecord, request: ChatRequest | CompletionRequest, first: Json, rest: AsyncIterator[Json]
+    ) -> AsyncIterator[Json]:
+        out_chars = 0
+        texts: dict[int, list[str]] = {}
+
+        def on_chunk(chunk: Json) -> None:
+            nonlocal out_chars
+            for choice in chunk["choices"]:
+                delta = choice.get("delta")
+                piece = delta.get("content") if delta else choice.get("text")
+                if isinstance(piece, str):
+                    out_chars += len(piece)
+                    texts.setdefault(choice.get("index", 0), []).append(piece)
+
+        events = normalized_events(
+            first,
+            rest,
+            chunk_object=_CHUNK_OBJECT[record.task],
+            want_usage=False,
+            on_usage=record.set_usage,
+            on_chunk=on_chunk,
+        )
+        meta: Json = {}
+        try:
+            async for chunk in events:
+                if not meta:
+                    meta = {"id": chunk.get("id"), "created": chunk.get("created"), "model": chunk.get("model")}
+                yield chunk
+            if not record.usage_reported:
+                prompt = estimate_tokens(request_chars(request))
+                completion = estimate_tokens(out_chars) if out_chars else 0
+                record.prompt_tokens, record.completion_tokens = prompt, completion
+            if request.wants_usage_chunk:
+                yield {
+                    **meta,
+                    "object": _CHUNK_OBJECT[record.task],
+                    "choices": [],
+                    "usage": {
+                        "prompt_tokens": record.prompt_tokens,
+                        "completion_tokens": record.completion_tokens,
+                        "total_tokens": record.prompt_tokens + record.completion_tokens,
+                    },
+                }
+        except ModelgateError as exc:
+            record.status_code, record.error_code = exc.status, exc.error_code
+            raise
+        except BaseException:
+            record.client_disconnected = True
+            record.status_code, record.error_code = 499, "CANCELLED"
+            if not record.usage_reported:
+                record.prompt_tokens = estimate_tokens(request_chars(request))
+                record.completion_tokens = estimate_tokens(out_chars) if out_chars else 0
+            raise
+        finally:
+            await events.aclose()
+            record.response = {i: "".join(parts) for i, parts in texts.items()}
+            self._finish(record)
+
+
+def _method(backend: Provider, request: Request) -> Awaitable[Json]:
+    if isinstance(request, ChatRequest):
+        return backend.chat(request)
+    if isinstance(request, CompletionRequest):
+        return backend.completions(request)
+    return backend.embeddings(request)
+
+
+def _stream_method(backend: Provider, request: ChatRequest | CompletionRequest) -> AsyncIterator[Json]:
+    if isinstance(request, ChatRequest):
+        return backend.chat_stream(request)
+    return backend.completions_stream(request)
+
+
+def encode_embeddings_base64(body: Json) -> None:
+    """Turn float embeddings into base64 of little-endian float32, as the OpenAI API does."""
+    for item in body.get("data") or []:
+        vec = item.get("embedding")
+        if isinstance(vec, list):
+            item["embedding"] = base64.b64encode(struct.pack(f"<{len(vec)}f", *vec)).decode()

@@ -1,0 +1,48 @@
+"""One record per query, handed to observers (metrics now; usage tracking and inference tables later).
+
+Observers are called once the request is finished (streams included, even when the client left early)
+and must not block: anything slow goes through a queue to its own writer.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from modelgate.auth.principal import Principal
+
+
+@dataclass(slots=True)
+class CallRecord:
+    endpoint: str
+    endpoint_id: str
+    task: str
+    principal: Principal
+    streaming: bool
+    request: Any  # the validated wire model
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    client_request_id: str | None = None
+    usage_context: dict[str, str] | None = None
+    served_entity: str | None = None
+    started: float = field(default_factory=time.perf_counter)
+    request_time: float = field(default_factory=time.time)
+    status_code: int = 200
+    error_code: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    usage_reported: bool = False
+    response: Any = None
+    duration_s: float = 0.0
+    client_disconnected: bool = False
+
+    def set_usage(self, usage: dict[str, Any] | None) -> None:
+        if usage:
+            self.prompt_tokens = int(usage.get("prompt_tokens") or 0)
+            self.completion_tokens = int(usage.get("completion_tokens") or 0)
+            self.usage_reported = True
+
+
+Observer = Callable[[CallRecord], None]

@@ -1,0 +1,70 @@
+"""Server-sent events exactly as every client accepts them (clients.md §0.7).
+
+Only `data: {json}\\n\\n` events, no comments or `event:` lines, usage stripped from content chunks and sent
+once in a final chunk with `"choices": []`, then `data: [DONE]`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from typing import Any
+
+import orjson
+
+from modelgate.errors import ModelgateError
+
+DONE = b"data: [DONE]\n\n"
+Json = dict[str, Any]
+
+
+def sse(event: Json) -> bytes:
+    return b"data: " + orjson.dumps(event) + b"\n\n"
+
+
+def error_event(exc: ModelgateError) -> bytes:
+    """An error after the stream began: the Databricks body plus `error`, which the OpenAI client raises on."""
+    body = exc.body()
+    body["error"] = {"message": exc.message, "code": exc.error_code, "type": "server_error"}
+    return sse(body)
+
+
+async def normalized_events(
+    first: Json,
+    rest: AsyncIterator[Json],
+    *,
+    chunk_object: str,
+    want_usage: bool,
+    on_usage: Callable[[Json], None],
+    on_chunk: Callable[[Json], None] | None = None,
+) -> AsyncGenerator[Json, None]:
+    """Chunks with usage moved out to one final chunk; `on_usage` sees the last usage reported."""
+    usage: Json | None = None
+    meta: Json = {}
+
+    async def chain() -> AsyncIterator[Json]:
+        yield first
+        async for item in rest:
+            yield item
+
+    async for chunk in chain():
+        u = chunk.pop("usage", None)
+        if u:
+            usage = u
+        if not meta and chunk.get("id") is not None:
+            meta = {"id": chunk.get("id"), "created": chunk.get("created"), "model": chunk.get("model")}
+        if chunk.get("choices"):
+            if on_chunk is not None:
+                on_chunk(chunk)
+            yield chunk
+    if usage is not None:
+        on_usage(usage)
+        if want_usage:
+            yield {
+                "id": meta.get("id"),
+                "object": chunk_object,
+                "created": meta.get("created") or int(time.time()),
+                "model": meta.get("model"),
+                "choices": [],
+                "usage": usage,
+            }

@@ -1,0 +1,55 @@
+"""Server settings, from command-line flags and the environment (flags win)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _default_data_dir() -> Path:
+    return Path(os.environ.get("MODELGATE_DATA_DIR") or "./.modelgate")
+
+
+@dataclass
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = field(default_factory=_default_data_dir)
+    config_file: Path | None = None
+    # MODELGATE_DATABASE_URL; default: SQLite in the data dir.
+    database_url: str | None = None
+    # MODELGATE_ADMIN_TOKEN: registered at start as the admin user's personal access token.
+    admin_token: str | None = None
+    admin_user: str = "admin"
+    # MODELGATE_SECRET_KEY: Fernet key for secrets at rest; default: `secret.key` in the data dir.
+    secret_key: str | None = None
+    redis_url: str | None = None
+    max_request_bytes: int = 16 * 1024 * 1024
+    upstream_timeout_s: float = 600.0
+    upstream_connections: int = 1000
+    registry_poll_s: float = 1.0
+    log_level: str = "info"
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        env = os.environ
+        values: dict[str, object] = {
+            "database_url": env.get("MODELGATE_DATABASE_URL") or None,
+            "admin_token": env.get("MODELGATE_ADMIN_TOKEN") or None,
+            "admin_user": env.get("MODELGATE_ADMIN_USER") or "admin",
+            "secret_key": env.get("MODELGATE_SECRET_KEY") or None,
+            "redis_url": env.get("MODELGATE_REDIS_URL") or None,
+        }
+        if env.get("MODELGATE_MAX_REQUEST_BYTES"):
+            values["max_request_bytes"] = int(env["MODELGATE_MAX_REQUEST_BYTES"])
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = cls(**values)  # type: ignore[arg-type]
+        settings.data_dir = Path(settings.data_dir)
+        return settings
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'modelgate.db').resolve()}"
