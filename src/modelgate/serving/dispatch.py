@@ -5,6 +5,7 @@ Knows nothing of HTTP: routes hand it a principal and a validated request and re
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import struct
@@ -76,6 +77,9 @@ class InvocationService:
     def __init__(self, registry: EndpointRegistry, observers: list[Observer] | None = None) -> None:
         self.registry = registry
         self.observers: list[Observer] = list(observers or [])
+        # Requests in flight by (endpoint, caller, client_request_id): a client that re-sends the same
+        # request (the Databricks SDK does after 60 s without an answer) joins the first one.
+        self._inflight: dict[tuple[str, str, str], asyncio.Future[CallResult]] = {}
 
     # -- resolution --------------------------------------------------------------------------------
     async def _targets(
@@ -133,6 +137,28 @@ class InvocationService:
     # -- non-streaming -------------------------------------------------------------------------------
     async def call(
         self, principal: Principal, name: str, request: Request, served_entity: str | None = None
+    ) -> CallResult:
+        if request.client_request_id is None:
+            return await self._call(principal, name, request, served_entity)
+        key = (name, f"{principal.kind}:{principal.name}", request.client_request_id)
+        running = self._inflight.get(key)
+        if running is not None:
+            return await asyncio.shield(running)
+        future: asyncio.Future[CallResult] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            result = await self._call(principal, name, request, served_entity)
+            future.set_result(result)
+            return result
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: joiners re-raise it, nobody else needs to
+            raise
+        finally:
+            del self._inflight[key]
+
+    async def _call(
+        self, principal: Principal, name: str, request: Request, served_entity: str | None
     ) -> CallResult:
         task = task_of(request)
         rt, targets = await self._targets(principal, name, task, served_entity)

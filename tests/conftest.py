@@ -1,0 +1,58 @@
+"""Shared fixtures: the fake OpenAI upstream, live modelgate servers on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fakes.openai_upstream import FakeUpstreamThread
+from tests.support.live import LiveServer
+from tests.support.services import fresh_postgres_database
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DO_NOT_TRACK", "true")
+
+UPSTREAM_KEY = "sk-upstream-test"
+
+
+@pytest.fixture(scope="session")
+def upstream() -> Iterator[FakeUpstreamThread]:
+    """One fake OpenAI server for the session; tests that count requests call `upstream.reset()` first."""
+    with FakeUpstreamThread(api_key=UPSTREAM_KEY) as fake:
+        yield fake
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """A live `modelgate serve` on SQLite, shared by the session (tests use distinct endpoint names)."""
+    with LiveServer(tmp_path_factory.mktemp("mg-sqlite")) as live:
+        yield live
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    with fresh_postgres_database() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory, pg_url: str) -> Iterator[LiveServer]:
+    """A live `modelgate serve` on a fresh PostgreSQL database."""
+    with LiveServer(tmp_path_factory.mktemp("mg-pg"), database_url=pg_url) as live:
+        yield live
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def any_server(request: pytest.FixtureRequest) -> LiveServer:
+    """Run a test once against each store."""
+    name = "server" if request.param == "sqlite" else "pg_server"
+    live: LiveServer = request.getfixturevalue(name)
+    return live
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
