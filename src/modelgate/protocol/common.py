@@ -10,9 +10,12 @@ from modelgate.errors import BadRequest, InvalidParameterValue
 
 
 class WireModel(BaseModel):
-    """Base of request models: unknown fields are rejected, as Databricks does (`json: unknown field`)."""
+    """Base of request models: unknown fields are rejected, as Databricks does (`json: unknown field`).
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    Strict types too: `"stream": "yes"` or `"max_tokens": "16"` is an error, not a guess.
+    """
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, strict=True)
 
 
 class OpenModel(BaseModel):
