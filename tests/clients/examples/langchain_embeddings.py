@@ -1,0 +1,7 @@
+import os
+
+from databricks_langchain import DatabricksEmbeddings
+
+embeddings = DatabricksEmbeddings(endpoint=os.environ["ENDPOINT_NAME"])
+
+print(embeddings.embed_query("Can you explain AI?"))
