@@ -15,6 +15,8 @@ from modelgate.providers.base import Provider
 BUILTIN_PROVIDERS: dict[str, str] = {
     "openai": "modelgate.providers.openai:OpenAIProvider",
     "custom": "modelgate.providers.custom:CustomProvider",
+    "anthropic": "modelgate.providers.anthropic:AnthropicProvider",
+    "palm": "modelgate.providers.palm:PalmProvider",
 }
 
 

@@ -34,6 +34,8 @@ def upstream_error(provider: str, status: int, body: bytes, retry_after: str | N
         message = parsed["error"]
     # The caller's own credentials were fine; an upstream 401/403 is this endpoint's misconfiguration.
     client_status = 400 if status in (401, 403) else status
+    if status == 529:  # Anthropic's "overloaded": to clients, a 503 they know to retry
+        status = client_status = 503
     if client_status < 400:
         client_status = 502
     retry = _parse_retry_after(retry_after) if status in (429, 503) else None
