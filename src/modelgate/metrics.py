@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from collections.abc import Iterator
+from typing import Any
 
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from modelgate.gateway.writer import GatewayWriter
 from modelgate.serving.records import CallRecord
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
@@ -11,6 +17,8 @@ _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
 
 class ServingMetrics:
     def __init__(self) -> None:
+        self._request_children: dict[tuple[str, str, int], Any] = {}
+        self._endpoint_children: dict[str, tuple[Any, Any, Any]] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "modelgate_requests",
@@ -31,6 +39,18 @@ class ServingMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.rate_limited = Counter(
+            "modelgate_rate_limit_rejections",
+            "Queries refused by the endpoint's AI Gateway rate limits",
+            ["endpoint"],
+            registry=self.registry,
+        )
+        self.guardrail_blocks = Counter(
+            "modelgate_guardrail_blocks",
+            "Queries refused by an AI Gateway guardrail, by side (input/output)",
+            ["endpoint", "side"],
+            registry=self.registry,
+        )
         self.tokens = Counter(
             "modelgate_tokens",
             "Tokens in (prompt) and out (completion)",
@@ -40,14 +60,34 @@ class ServingMetrics:
 
     def observe(self, record: CallRecord) -> None:
         ep = record.endpoint
-        self.requests.labels(ep, record.served_entity or "", str(record.status_code)).inc()
+        key = (ep, record.served_entity or "", record.status_code)
+        counter = self._request_children.get(key)
+        if counter is None:  # labels() takes a lock and builds a key each call; reuse the child
+            counter = self._request_children[key] = self.requests.labels(key[0], key[1], str(key[2]))
+        counter.inc()
         if record.error_code:
             self.errors.labels(ep, record.error_code).inc()
-        self.latency.labels(ep).observe(record.duration_s)
+        if record.guardrail_blocked:
+            self.guardrail_blocks.labels(ep, record.guardrail_blocked).inc()
+        if record.rate_limited:
+            self.rate_limited.labels(ep).inc()
+        children = self._endpoint_children.get(ep)
+        if children is None:
+            children = self._endpoint_children[ep] = (
+                self.latency.labels(ep),
+                self.tokens.labels(ep, "in"),
+                self.tokens.labels(ep, "out"),
+            )
+        latency, tokens_in, tokens_out = children
+        latency.observe(record.duration_s)
         if record.prompt_tokens:
-            self.tokens.labels(ep, "in").inc(record.prompt_tokens)
+            tokens_in.inc(record.prompt_tokens)
         if record.completion_tokens:
-            self.tokens.labels(ep, "out").inc(record.completion_tokens)
+            tokens_out.inc(record.completion_tokens)
+
+    def watch_writer(self, writer: GatewayWriter) -> None:
+        """Export the gateway writer's queue depth and its written, dropped and failed row counts."""
+        self.registry.register(_WriterCollector(writer))
 
     def exposition(self, endpoint: str | None = None) -> bytes:
         text = generate_latest(self.registry)
@@ -73,3 +113,19 @@ def filter_exposition(text: bytes, endpoint: str) -> bytes:
             header = []
             out.append(line)
     return b"\n".join(out) + (b"\n" if out else b"")
+
+
+class _WriterCollector(Collector):
+    def __init__(self, writer: GatewayWriter) -> None:
+        self.writer = writer
+
+    def collect(self) -> Iterator[Metric]:
+        w = self.writer
+        yield GaugeMetricFamily("modelgate_gateway_rows_pending", "Usage/inference rows queued for writing", w.pending)
+        yield CounterMetricFamily("modelgate_gateway_rows_written", "Usage/inference rows written", w.written)
+        yield CounterMetricFamily(
+            "modelgate_gateway_rows_dropped", "Usage/inference rows dropped because the queue was full", w.dropped
+        )
+        yield CounterMetricFamily(
+            "modelgate_gateway_rows_failed", "Usage/inference rows the database refused", w.failed
+        )

@@ -25,6 +25,9 @@ class Settings:
     # MODELGATE_SECRET_KEY: Fernet key for secrets at rest; default: `secret.key` in the data dir.
     secret_key: str | None = None
     redis_url: str | None = None
+    # Endpoints on this server that AI Gateway guardrails use for valid_topics and safety.
+    guardrail_embedding_endpoint: str | None = None
+    guardrail_safety_endpoint: str | None = None
     max_request_bytes: int = 16 * 1024 * 1024
     upstream_timeout_s: float = 600.0
     upstream_connections: int = 1000
@@ -40,6 +43,8 @@ class Settings:
             "admin_user": env.get("MODELGATE_ADMIN_USER") or "admin",
             "secret_key": env.get("MODELGATE_SECRET_KEY") or None,
             "redis_url": env.get("MODELGATE_REDIS_URL") or None,
+            "guardrail_embedding_endpoint": env.get("MODELGATE_GUARDRAIL_EMBEDDING_ENDPOINT") or None,
+            "guardrail_safety_endpoint": env.get("MODELGATE_GUARDRAIL_SAFETY_ENDPOINT") or None,
         }
         if env.get("MODELGATE_MAX_REQUEST_BYTES"):
             values["max_request_bytes"] = int(env["MODELGATE_MAX_REQUEST_BYTES"])

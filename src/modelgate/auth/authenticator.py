@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from modelgate.auth.groups import ADMINS_GROUP, groups_of
 from modelgate.auth.principal import Principal
 from modelgate.errors import Unauthenticated
 from modelgate.store.db import Database
@@ -97,7 +98,11 @@ class Authenticator:
             expires = tok.expiry_time_ms / 1000 if tok.expiry_time_ms is not None else None
             if expires is not None and expires <= time.time():
                 return None
-            return Principal(kind=who.kind, name=who.name, is_admin=who.is_admin, principal_id=who.id), expires
+            groups = groups_of(s, who.id)
+            # Members of the workspace group `admins` are admins, as on Databricks.
+            is_admin = who.is_admin or ADMINS_GROUP in groups
+            principal = Principal(kind=who.kind, name=who.name, is_admin=is_admin, groups=groups, principal_id=who.id)
+            return principal, expires
 
         return await self._db.run(lookup)
 

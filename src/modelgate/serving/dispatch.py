@@ -16,7 +16,15 @@ from typing import Any
 
 from modelgate.auth.permissions import Level, require
 from modelgate.auth.principal import Principal
-from modelgate.errors import BadRequest, ModelgateError, ResourceDoesNotExist, TemporarilyUnavailable
+from modelgate.errors import (
+    BadRequest,
+    ModelgateError,
+    RequestLimitExceeded,
+    ResourceDoesNotExist,
+    TemporarilyUnavailable,
+)
+from modelgate.gateway.guardrails import GuardrailBlocked, Guardrails
+from modelgate.gateway.ratelimit import Admission, RateLimiter
 from modelgate.protocol.chat import ChatRequest
 from modelgate.protocol.completions import CompletionRequest
 from modelgate.protocol.embeddings import EmbeddingRequest
@@ -24,6 +32,7 @@ from modelgate.providers.base import Provider
 from modelgate.serving.records import CallRecord, Observer
 from modelgate.serving.registry import EndpointRegistry, EndpointRuntime, EntityRuntime
 from modelgate.serving.streams import normalized_events
+from modelgate.vision import image_tokens, prepare_images
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +56,11 @@ def task_of(request: Request) -> str:
 def estimate_tokens(chars: int) -> int:
     """Databricks' estimate when a model reports no usage: (characters + 1) / 4."""
     return (chars + 1) // 4
+
+
+def estimate_prompt_tokens(request: Request) -> int:
+    """Prompt tokens when the model reports none: text by (characters + 1) / 4, images by w * h / 750."""
+    return estimate_tokens(request_chars(request)) + image_tokens(request)
 
 
 def request_chars(request: Request) -> int:
@@ -74,9 +88,17 @@ class StreamResult:
 
 
 class InvocationService:
-    def __init__(self, registry: EndpointRegistry, observers: list[Observer] | None = None) -> None:
+    def __init__(
+        self,
+        registry: EndpointRegistry,
+        observers: list[Observer] | None = None,
+        limiter: RateLimiter | None = None,
+        guardrails: Guardrails | None = None,
+    ) -> None:
         self.registry = registry
         self.observers: list[Observer] = list(observers or [])
+        self.limiter = limiter
+        self.guardrails = guardrails
         # Requests in flight by (endpoint, caller, client_request_id): a client that re-sends the same
         # request (the Databricks SDK does after 60 s without an answer) joins the first one.
         self._inflight: dict[tuple[str, str, str], asyncio.Future[CallResult]] = {}
@@ -124,10 +146,40 @@ class InvocationService:
             request=request,
             client_request_id=request.client_request_id,
             usage_context=request.usage_context,
+            ai_gateway=rt.ai_gateway,
         )
 
-    def _finish(self, record: CallRecord) -> None:
+    async def _admit(self, rt: EndpointRuntime, principal: Principal, record: CallRecord) -> Admission | None:
+        if self.limiter is None or not rt.ai_gateway or not rt.ai_gateway.get("rate_limits"):
+            return None
+        try:
+            return await self.limiter.admit(rt.id, rt.name, rt.ai_gateway, principal)
+        except RequestLimitExceeded:
+            record.rate_limited = True
+            raise
+        except Exception as exc:  # the shared counter store is down: refuse rather than ignore the limits
+            log.warning("rate limit counters unavailable: %s", type(exc).__name__)
+            raise TemporarilyUnavailable(
+                "Rate limits cannot be checked right now (the counter store is unreachable); retry shortly.",
+                retry_after=1,
+            ) from None
+
+    async def _guard_input(self, rt: EndpointRuntime, request: Any, record: CallRecord) -> Any:
+        """The request as the model should see it (PII masked), or GuardrailBlocked."""
+        if self.guardrails is None or not _has_guardrails(rt, "input"):
+            return request
+        try:
+            checked = await self.guardrails.check_input(rt.ai_gateway, request)
+        except GuardrailBlocked:
+            record.guardrail_blocked = "input"
+            raise
+        record.request = checked
+        return checked
+
+    def _finish(self, record: CallRecord, admission: Admission | None = None) -> None:
         record.duration_s = time.perf_counter() - record.started
+        if admission is not None and self.limiter is not None:
+            self.limiter.charge(admission, record.prompt_tokens + record.completion_tokens)
         for observer in self.observers:
             try:
                 observer(record)
@@ -157,14 +209,16 @@ class InvocationService:
         finally:
             del self._inflight[key]
 
-    async def _call(
-        self, principal: Principal, name: str, request: Request, served_entity: str | None
-    ) -> CallResult:
+    async def _call(self, principal: Principal, name: str, request: Request, served_entity: str | None) -> CallResult:
         task = task_of(request)
         rt, targets = await self._targets(principal, name, task, served_entity)
         record = self._record(principal, rt, request, stream=False)
+        admission: Admission | None = None
         try:
-            body, ent = await self._first_success(targets, lambda backend: _method(backend, request))
+            request = await prepare_images(request)  # vision layer: check/scale images before any provider
+            admission = await self._admit(rt, principal, record)
+            checked = await self._guard_input(rt, request, record)
+            body, ent = await self._first_success(targets, lambda backend: _method(backend, checked))
             record.served_entity = ent.name
             if isinstance(request, EmbeddingRequest) and request.encoding_format == "base64":
                 encode_embeddings_base64(body)
@@ -174,6 +228,16 @@ class InvocationService:
                 body["usage"] = usage
             record.set_usage(usage)
             record.response = body
+            if (
+                self.guardrails is not None
+                and _has_guardrails(rt, "output")
+                and not isinstance(request, EmbeddingRequest)
+            ):
+                try:
+                    body = await self.guardrails.check_output(rt.ai_gateway, body)
+                except GuardrailBlocked:
+                    record.guardrail_blocked = "output"
+                    raise
             return CallResult(ent.name, body)
         except ModelgateError as exc:
             record.status_code, record.error_code = exc.status, exc.error_code
@@ -182,7 +246,7 @@ class InvocationService:
             record.status_code, record.error_code = 499, "CANCELLED"
             raise
         finally:
-            self._finish(record)
+            self._finish(record, admission)
 
     async def _first_success(
         self, targets: list[EntityRuntime], call: Callable[[Provider], Awaitable[Any]]
@@ -199,7 +263,7 @@ class InvocationService:
         raise last or TemporarilyUnavailable("The endpoint has no served entity that takes traffic.")
 
     def _estimated_usage(self, request: Request, body: Json) -> Json:
-        prompt = estimate_tokens(request_chars(request))
+        prompt = estimate_prompt_tokens(request)
         out_chars = 0
         for choice in body.get("choices") or []:
             msg = choice.get("message") or {}
@@ -229,7 +293,11 @@ class InvocationService:
                 first = {"choices": []}
             return first, it
 
+        admission: Admission | None = None
         try:
+            request = await prepare_images(request)  # vision layer: check/scale images before any provider
+            admission = await self._admit(rt, principal, record)
+            request = await self._guard_input(rt, request, record)
             (first, rest), ent = await self._first_success(targets, open_stream)
         except ModelgateError as exc:
             record.status_code, record.error_code = exc.status, exc.error_code
@@ -240,10 +308,15 @@ class InvocationService:
             self._finish(record)
             raise
         record.served_entity = ent.name
-        return StreamResult(ent.name, self._tracked(record, request, first, rest))
+        return StreamResult(ent.name, self._tracked(record, request, first, rest, admission))
 
     async def _tracked(
-        self, record: CallRecord, request: ChatRequest | CompletionRequest, first: Json, rest: AsyncIterator[Json]
+        self,
+        record: CallRecord,
+        request: ChatRequest | CompletionRequest,
+        first: Json,
+        rest: AsyncIterator[Json],
+        admission: Admission | None,
     ) -> AsyncIterator[Json]:
         out_chars = 0
         texts: dict[int, list[str]] = {}
@@ -257,14 +330,7 @@ class InvocationService:
                     out_chars += len(piece)
                     texts.setdefault(choice.get("index", 0), []).append(piece)
 
-        events = normalized_events(
-            first,
-            rest,
-            chunk_object=_CHUNK_OBJECT[record.task],
-            want_usage=False,
-            on_usage=record.set_usage,
-            on_chunk=on_chunk,
-        )
+        events = normalized_events(first, rest, on_usage=record.set_usage, on_chunk=on_chunk)
         meta: Json = {}
         try:
             async for chunk in events:
@@ -272,7 +338,7 @@ class InvocationService:
                     meta = {"id": chunk.get("id"), "created": chunk.get("created"), "model": chunk.get("model")}
                 yield chunk
             if not record.usage_reported:
-                prompt = estimate_tokens(request_chars(request))
+                prompt = estimate_prompt_tokens(request)
                 completion = estimate_tokens(out_chars) if out_chars else 0
                 record.prompt_tokens, record.completion_tokens = prompt, completion
             if request.wants_usage_chunk:
@@ -293,13 +359,36 @@ class InvocationService:
             record.client_disconnected = True
             record.status_code, record.error_code = 499, "CANCELLED"
             if not record.usage_reported:
-                record.prompt_tokens = estimate_tokens(request_chars(request))
+                record.prompt_tokens = estimate_prompt_tokens(request)
                 record.completion_tokens = estimate_tokens(out_chars) if out_chars else 0
             raise
         finally:
             await events.aclose()
-            record.response = {i: "".join(parts) for i, parts in texts.items()}
-            self._finish(record)
+            record.response = aggregate_stream(record, texts)
+            self._finish(record, admission)
+
+
+def _has_guardrails(rt: EndpointRuntime, side: str) -> bool:
+    return bool(((rt.ai_gateway or {}).get("guardrails") or {}).get(side))
+
+
+def aggregate_stream(record: CallRecord, texts: dict[int, list[str]]) -> Json:
+    """A streamed answer as one response object (what usage tracking and inference tables store)."""
+    if record.task == CHAT:
+        choices: list[Json] = [
+            {"index": i, "message": {"role": "assistant", "content": "".join(parts)}}
+            for i, parts in sorted(texts.items())
+        ]
+        obj = "chat.completion"
+    else:
+        choices = [{"index": i, "text": "".join(parts)} for i, parts in sorted(texts.items())]
+        obj = "text_completion"
+    usage = {
+        "prompt_tokens": record.prompt_tokens,
+        "completion_tokens": record.completion_tokens,
+        "total_tokens": record.prompt_tokens + record.completion_tokens,
+    }
+    return {"object": obj, "choices": choices, "usage": usage}
 
 
 def _method(backend: Provider, request: Request) -> Awaitable[Json]:

@@ -22,6 +22,7 @@ from modelgate.errors import (
     ResourceAlreadyExists,
     ResourceDoesNotExist,
 )
+from modelgate.gateway.guardrails import Guardrails
 from modelgate.protocol.endpoints import (
     MAX_SERVED_ENTITIES,
     AiGatewayConfig,
@@ -46,10 +47,13 @@ def _now_ms() -> int:
 
 
 class EndpointService:
-    def __init__(self, db: Database, factory: EntityFactory, registry: EndpointRegistry) -> None:
+    def __init__(
+        self, db: Database, factory: EntityFactory, registry: EndpointRegistry, guardrails: Guardrails | None = None
+    ) -> None:
         self.db = db
         self.factory = factory
         self.registry = registry
+        self.guardrails = guardrails
 
     # -- helpers -----------------------------------------------------------------------------------
     def _build_config(self, config: EndpointCoreConfigInput) -> tuple[Json, str]:
@@ -134,6 +138,8 @@ class EndpointService:
             raise InvalidParameterValue("'config' with at least one served entity is required")
         stored_config, task = self._build_config(req.config)
         ai_gateway = req.ai_gateway.model_dump(exclude_none=True) if req.ai_gateway else None
+        if ai_gateway and self.guardrails is not None:
+            self.guardrails.check_config(ai_gateway.get("guardrails"))
         if req.rate_limits:
             ai_gateway = ai_gateway or {}
             ai_gateway.setdefault("rate_limits", [r.model_dump(exclude_none=True) for r in req.rate_limits])
@@ -240,6 +246,8 @@ class EndpointService:
                 )
             if config.auto_capture_config is None and "auto_capture_config" in row.config:
                 stored_config["auto_capture_config"] = row.config["auto_capture_config"]
+            if stored_config == row.config and task == row.task:
+                return endpoint_view(row, self.factory, level)  # nothing changed: no new config version
             row.config = stored_config
             row.task = task
             row.config_version += 1
@@ -254,6 +262,8 @@ class EndpointService:
 
     async def put_ai_gateway(self, principal: Principal, name: str, config: AiGatewayConfig) -> Json:
         stored = config.model_dump(exclude_none=True)
+        if self.guardrails is not None:
+            self.guardrails.check_config(stored.get("guardrails"))
 
         def work(s: Session) -> Json:
             row, perms = self._load(s, name)

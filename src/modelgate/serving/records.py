@@ -37,6 +37,10 @@ class CallRecord:
     response: Any = None
     duration_s: float = 0.0
     client_disconnected: bool = False
+    # The endpoint's AI Gateway config when the query ran (usage tracking, inference tables, limits).
+    ai_gateway: dict[str, Any] | None = None
+    guardrail_blocked: str | None = None  # "input" or "output" when a guardrail refused the query
+    rate_limited: bool = False  # refused by the endpoint's own AI Gateway limits (not by the upstream)
 
     def set_usage(self, usage: dict[str, Any] | None) -> None:
         if usage:

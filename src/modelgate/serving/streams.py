@@ -6,7 +6,6 @@ once in a final chunk with `"choices": []`, then `data: [DONE]`.
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
 
@@ -33,14 +32,11 @@ async def normalized_events(
     first: Json,
     rest: AsyncIterator[Json],
     *,
-    chunk_object: str,
-    want_usage: bool,
     on_usage: Callable[[Json], None],
     on_chunk: Callable[[Json], None] | None = None,
 ) -> AsyncGenerator[Json, None]:
-    """Chunks with usage moved out to one final chunk; `on_usage` sees the last usage reported."""
-    usage: Json | None = None
-    meta: Json = {}
+    """The provider's chunks with `usage` taken out of them (`on_usage` sees the last one reported) and
+    chunks without choices dropped; the caller sends usage once, in its own final chunk."""
 
     async def chain() -> AsyncIterator[Json]:
         yield first
@@ -48,23 +44,10 @@ async def normalized_events(
             yield item
 
     async for chunk in chain():
-        u = chunk.pop("usage", None)
-        if u:
-            usage = u
-        if not meta and chunk.get("id") is not None:
-            meta = {"id": chunk.get("id"), "created": chunk.get("created"), "model": chunk.get("model")}
+        usage = chunk.pop("usage", None)
+        if usage:
+            on_usage(usage)
         if chunk.get("choices"):
             if on_chunk is not None:
                 on_chunk(chunk)
             yield chunk
-    if usage is not None:
-        on_usage(usage)
-        if want_usage:
-            yield {
-                "id": meta.get("id"),
-                "object": chunk_object,
-                "created": meta.get("created") or int(time.time()),
-                "model": meta.get("model"),
-                "choices": [],
-                "usage": usage,
-            }

@@ -40,6 +40,8 @@ def check_routes(routes: list[dict[str, object]], entity_names: list[str]) -> No
 
 class TrafficSplitter:
     def __init__(self, routes: list[tuple[str, int]]) -> None:
+        # Entities at 0% take no traffic but still serve as fallbacks, in the order they are listed.
+        self._all = [name for name, _ in routes]
         weighted = [(name, pct) for name, pct in routes if pct > 0]
         self._names = [name for name, _ in weighted]
         self._cumulative = list(accumulate(pct for _, pct in weighted))
@@ -57,4 +59,4 @@ class TrafficSplitter:
     def order(self) -> list[str]:
         """Entities in the order fallbacks try them: the picked one first, then the rest as listed."""
         first = self.pick()
-        return [first, *[n for n in self._names if n != first]] if first else []
+        return [first, *[n for n in self._all if n != first]] if first else []

@@ -78,3 +78,48 @@ class Meta(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+class ServicePrincipalSecret(Base):
+    """An OAuth client secret of a service principal, stored only as its SHA-256 hash."""
+
+    __tablename__ = "service_principal_secrets"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    principal_id: Mapped[int] = mapped_column(ForeignKey("principals.id", ondelete="CASCADE"), index=True)
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    create_time_ms: Mapped[int] = mapped_column(BigInteger)
+    expire_time_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class GroupMember(Base):
+    """Membership of a user or service principal in a group (all three are rows of `principals`)."""
+
+    __tablename__ = "group_members"
+
+    group_id: Mapped[int] = mapped_column(ForeignKey("principals.id", ondelete="CASCADE"), primary_key=True)
+    member_id: Mapped[int] = mapped_column(
+        ForeignKey("principals.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+
+class SecretScope(Base):
+    """A secret scope (Databricks secrets API); only admins create and delete scopes."""
+
+    __tablename__ = "secret_scopes"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    backend_type: Mapped[str] = mapped_column(String(32), default="DATABRICKS")
+    creator: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class Secret(Base):
+    """A secret value, encrypted with the server's key (kept outside the database) as a Fernet token."""
+
+    __tablename__ = "secrets"
+
+    scope: Mapped[str] = mapped_column(ForeignKey("secret_scopes.name", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    value_encrypted: Mapped[str] = mapped_column(Text)
+    last_updated_ms: Mapped[int] = mapped_column(BigInteger)

@@ -1,0 +1,204 @@
+"""AI Gateway rate limits: calls and tokens per minute, per user, group, service principal or endpoint.
+
+Windows are fixed calendar minutes, so a limit is exact: within any minute at most `calls` requests are
+admitted. Token limits admit a request while the tokens already used this minute are under the limit and
+are charged with the tokens the request actually used. Counters live in memory (one process) or in Redis
+(several processes), where one Lua script checks every applicable counter and counts the call atomically.
+
+A rule naming a principal replaces the general rule of its key for that principal; endpoint rules always
+apply on top ("specific keys before the endpoint cap").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from modelgate.auth.principal import Principal
+from modelgate.errors import RequestLimitExceeded
+
+log = logging.getLogger(__name__)
+
+WINDOW_S = 60
+
+
+@dataclass(frozen=True)
+class Counter:
+    key: str
+    kind: str  # "calls" | "tokens"
+    limit: int
+    describe: str
+
+
+@dataclass
+class Admission:
+    token_counters: list[Counter] = field(default_factory=list)
+    window: int = 0
+
+
+class CounterBackend(Protocol):
+    async def check_and_count(self, counters: list[Counter], window: int) -> Counter | None: ...
+
+    async def add_tokens(self, counters: list[Counter], window: int, tokens: int) -> None: ...
+
+
+def applicable_counters(endpoint_id: str, rules: list[dict[str, Any]], who: Principal) -> list[Counter]:
+    out: list[Counter] = []
+    identity_kinds = {"user": "user", "service_principal": "service_principal"}
+    own_key = identity_kinds.get(who.kind)
+    indexed = list(enumerate(rules))
+    for key in ("user", "service_principal"):
+        if key != own_key:
+            continue
+        specific = [(i, r) for i, r in indexed if r.get("key") == key and r.get("principal") == who.name]
+        chosen = specific or [(i, r) for i, r in indexed if r.get("key") == key and not r.get("principal")]
+        for i, rule in chosen:
+            out += _counters(endpoint_id, i, rule, f"{key}:{who.name}", f"{key} {who.name}")
+    for group in sorted(who.groups):
+        for i, rule in indexed:
+            if rule.get("key") == "user_group" and rule.get("principal") in (None, group):
+                out += _counters(endpoint_id, i, rule, f"group:{group}", f"group {group}")
+    for i, rule in indexed:
+        if rule.get("key") in (None, "endpoint"):
+            out += _counters(endpoint_id, i, rule, "endpoint", "the endpoint")
+    return out
+
+
+def _counters(endpoint_id: str, index: int, rule: dict[str, Any], ident: str, describe: str) -> list[Counter]:
+    out = []
+    for kind in ("calls", "tokens"):
+        limit = rule.get(kind)
+        if limit is not None:
+            key = f"mg:rl:{endpoint_id}:{index}:{ident}:{kind}"
+            out.append(Counter(key, kind, int(limit), f"{limit} {kind} per minute for {describe}"))
+    return out
+
+
+class RateLimiter:
+    def __init__(self, backend: CounterBackend) -> None:
+        self.backend = backend
+        self._pending: set[asyncio.Task[None]] = set()
+
+    async def admit(
+        self, endpoint_id: str, endpoint: str, gateway: dict[str, Any] | None, who: Principal
+    ) -> Admission | None:
+        rules = (gateway or {}).get("rate_limits") or []
+        if not rules:
+            return None
+        counters = applicable_counters(endpoint_id, rules, who)
+        if not counters:
+            return None
+        now = time.time()
+        window = int(now // WINDOW_S)
+        violated = await self.backend.check_and_count(counters, window)
+        if violated is not None:
+            retry = max(1, math.ceil((window + 1) * WINDOW_S - now))
+            raise RequestLimitExceeded(
+                f"REQUEST_LIMIT_EXCEEDED: rate limit of {violated.describe} on endpoint '{endpoint}' reached; "
+                f"retry in {retry} s or ask the endpoint's manager to raise the limit.",
+                retry_after=retry,
+            )
+        tokens = [c for c in counters if c.kind == "tokens"]
+        return Admission(tokens, window) if tokens else None
+
+    def charge(self, admission: Admission | None, tokens: int) -> None:
+        """Charge the tokens a finished request used (off the request path)."""
+        if admission is None or not admission.token_counters or tokens <= 0:
+            return
+        task = asyncio.get_running_loop().create_task(
+            self.backend.add_tokens(admission.token_counters, admission.window, tokens)
+        )
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def drain(self) -> None:
+        if self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
+
+
+class MemoryCounters:
+    """Counters for one process."""
+
+    def __init__(self) -> None:
+        self._counts: dict[tuple[str, int], int] = {}
+        self._window = 0
+
+    def _roll(self, window: int) -> None:
+        if window != self._window:
+            self._counts = {k: v for k, v in self._counts.items() if k[1] >= window}
+            self._window = window
+
+    async def check_and_count(self, counters: list[Counter], window: int) -> Counter | None:
+        self._roll(window)
+        for c in counters:
+            used = self._counts.get((c.key, window), 0)
+            if (c.kind == "calls" and used + 1 > c.limit) or (c.kind == "tokens" and used >= c.limit):
+                return c
+        for c in counters:
+            if c.kind == "calls":
+                self._counts[(c.key, window)] = self._counts.get((c.key, window), 0) + 1
+        return None
+
+    async def add_tokens(self, counters: list[Counter], window: int, tokens: int) -> None:
+        for c in counters:
+            self._counts[(c.key, window)] = self._counts.get((c.key, window), 0) + tokens
+
+
+_CHECK_AND_COUNT = """
+local n = #KEYS
+for i = 1, n do
+  local limit = tonumber(ARGV[i + 1])
+  local kind = ARGV[n + i + 1]
+  local used = tonumber(redis.call('GET', KEYS[i]) or '0')
+  if (kind == 'c' and used + 1 > limit) or (kind == 't' and used >= limit) then
+    return i
+  end
+end
+for i = 1, n do
+  if ARGV[n + i + 1] == 'c' then
+    redis.call('INCR', KEYS[i])
+    redis.call('EXPIRE', KEYS[i], ARGV[1])
+  end
+end
+return 0
+"""
+
+
+class RedisCounters:
+    """Counters shared by every modelgate process that uses the same Redis."""
+
+    def __init__(self, url: str) -> None:
+        import redis.asyncio as aioredis
+
+        self._redis = aioredis.Redis.from_url(url)
+        self._script = self._redis.register_script(_CHECK_AND_COUNT)
+
+    async def check_and_count(self, counters: list[Counter], window: int) -> Counter | None:
+        keys = [f"{c.key}:{window}" for c in counters]
+        args: list[Any] = [
+            WINDOW_S * 2,
+            *[c.limit for c in counters],
+            *["c" if c.kind == "calls" else "t" for c in counters],
+        ]
+        violated = int(await self._script(keys=keys, args=args))
+        return counters[violated - 1] if violated else None
+
+    async def add_tokens(self, counters: list[Counter], window: int, tokens: int) -> None:
+        pipe = self._redis.pipeline(transaction=False)
+        for c in counters:
+            key = f"{c.key}:{window}"
+            pipe.incrby(key, tokens)
+            pipe.expire(key, WINDOW_S * 2)
+        try:
+            await pipe.execute()
+        except Exception as exc:
+            log.warning("could not charge tokens to Redis: %s", type(exc).__name__)
+
+    async def aclose(self) -> None:
+        with contextlib.suppress(Exception):
+            await self._redis.aclose()

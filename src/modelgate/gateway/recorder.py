@@ -1,0 +1,132 @@
+"""Turns finished queries into usage rows and inference-table rows (an observer of InvocationService).
+
+Runs on the request path only to copy a few fields and enqueue; serialising payloads to JSON happens in the
+writer thread, when the row is written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from typing import Any
+
+import orjson
+
+from modelgate.gateway.tables import USAGE_TABLE, payload_table_name
+from modelgate.gateway.writer import GatewayWriter
+from modelgate.serving.records import CallRecord
+
+MAX_PAYLOAD_BYTES = 1024 * 1024
+
+
+class LazyJson:
+    """A payload turned into JSON text only when the writer thread needs it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: Any) -> None:
+        self._value = value
+
+    def render(self) -> bytes:
+        value = self._value
+        if hasattr(value, "model_dump"):
+            value = value.model_dump(mode="json", exclude_none=True, by_alias=True)
+        return orjson.dumps(value)
+
+
+def input_chars(record: CallRecord) -> int:
+    from modelgate.serving.dispatch import request_chars
+
+    return request_chars(record.request)
+
+
+def output_chars(record: CallRecord) -> int:
+    body = record.response
+    if isinstance(body, dict) and "choices" in body:
+        total = 0
+        for choice in body.get("choices") or []:
+            msg = choice.get("message")
+            content = msg.get("content") if msg else choice.get("text")
+            if isinstance(content, str):
+                total += len(content)
+        return total
+    return 0
+
+
+class GatewayRecorder:
+    def __init__(self, writer: GatewayWriter) -> None:
+        self.writer = writer
+        self._random = random.Random()
+
+    def observe(self, record: CallRecord) -> None:
+        gateway = record.ai_gateway or {}
+        usage_cfg = gateway.get("usage_tracking_config") or {}
+        table_cfg = gateway.get("inference_table_config") or {}
+        if usage_cfg.get("enabled"):
+            self.writer.submit(USAGE_TABLE, self._usage_row(record))
+        if table_cfg.get("enabled"):
+            fraction = float(table_cfg.get("sampling_fraction") or 1.0)
+            if fraction >= 1.0 or self._random.random() < fraction:
+                name = payload_table_name(table_cfg, record.endpoint)
+                self.writer.submit(name, PayloadRow(record, fraction))
+
+    @staticmethod
+    def _usage_row(record: CallRecord) -> dict[str, Any]:
+        when = dt.datetime.fromtimestamp(record.request_time, tz=dt.UTC)
+        return {
+            "databricks_request_id": record.request_id,
+            "client_request_id": record.client_request_id,
+            "requester": record.principal.name,
+            "endpoint_name": record.endpoint,
+            "endpoint_id": record.endpoint_id,
+            "served_entity_id": record.served_entity,
+            "status_code": record.status_code,
+            "usage_date": when.date(),
+            "request_time": when,
+            "input_token_count": record.prompt_tokens,
+            "output_token_count": record.completion_tokens,
+            "input_character_count": input_chars(record),
+            "output_character_count": output_chars(record),
+            "usage_context": record.usage_context,
+            "request_streaming": record.streaming,
+        }
+
+
+class PayloadRow:
+    """An inference-table row whose request/response JSON is rendered by the writer thread."""
+
+    __slots__ = ("fraction", "record")
+
+    def __init__(self, record: CallRecord, fraction: float) -> None:
+        self.record = record
+        self.fraction = fraction
+
+    def materialize(self) -> dict[str, Any]:
+        record = self.record
+        when = dt.datetime.fromtimestamp(record.request_time, tz=dt.UTC)
+        errors: list[str] = []
+        request_text = _bounded(LazyJson(record.request).render(), "MAX_REQUEST_SIZE_EXCEEDED", errors)
+        response_text = None
+        if record.response is not None:
+            response_text = _bounded(LazyJson(record.response).render(), "MAX_RESPONSE_SIZE_EXCEEDED", errors)
+        return {
+            "databricks_request_id": record.request_id,
+            "client_request_id": record.client_request_id,
+            "request_date": when.date(),
+            "request_time": when,
+            "status_code": record.status_code,
+            "sampling_fraction": self.fraction,
+            "execution_duration_ms": int(record.duration_s * 1000),
+            "request": request_text,
+            "response": response_text,
+            "logging_error_codes": errors,
+            "served_entity_id": record.served_entity,
+            "requester": record.principal.name,
+        }
+
+
+def _bounded(payload: bytes, code: str, errors: list[str]) -> str | None:
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        errors.append(code)
+        return None
+    return payload.decode()

@@ -1,0 +1,61 @@
+"""Tables the AI Gateway writes: `endpoint_usage` (one per server) and one payload table per endpoint.
+
+Payload tables are named as Databricks names them, `{catalog}.{schema}.{prefix}_payload`, as one quoted
+identifier (query with `SELECT * FROM "main.default.chat_payload"`); they are created on first write.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import JSON, BigInteger, Boolean, Column, Date, DateTime, Float, Integer, MetaData, String, Table, Text
+
+USAGE_TABLE = "endpoint_usage"
+
+
+def usage_table(metadata: MetaData) -> Table:
+    return Table(
+        USAGE_TABLE,
+        metadata,
+        Column("databricks_request_id", String(64), primary_key=True),
+        Column("client_request_id", String(256)),
+        Column("requester", String(255)),
+        Column("endpoint_name", String(63), index=True),
+        Column("endpoint_id", String(32)),
+        Column("served_entity_id", String(128)),
+        Column("status_code", Integer),
+        Column("usage_date", Date),
+        Column("request_time", DateTime(timezone=True), index=True),
+        Column("input_token_count", BigInteger),
+        Column("output_token_count", BigInteger),
+        Column("input_character_count", BigInteger),
+        Column("output_character_count", BigInteger),
+        Column("usage_context", JSON),
+        Column("request_streaming", Boolean),
+        extend_existing=True,
+    )
+
+
+def payload_table(metadata: MetaData, name: str) -> Table:
+    return Table(
+        name,
+        metadata,
+        Column("databricks_request_id", String(64), primary_key=True),
+        Column("client_request_id", String(256)),
+        Column("request_date", Date, index=True),
+        Column("request_time", DateTime(timezone=True)),
+        Column("status_code", Integer),
+        Column("sampling_fraction", Float),
+        Column("execution_duration_ms", BigInteger),
+        Column("request", Text),
+        Column("response", Text),
+        Column("logging_error_codes", JSON),
+        Column("served_entity_id", String(128)),
+        Column("requester", String(255)),
+        extend_existing=True,
+    )
+
+
+def payload_table_name(config: dict[str, object], endpoint: str) -> str:
+    catalog = config.get("catalog_name") or "main"
+    schema = config.get("schema_name") or "default"
+    prefix = config.get("table_name_prefix") or endpoint
+    return f"{catalog}.{schema}.{prefix}_payload"
