@@ -138,6 +138,10 @@ def test_create_query_compare_and_usage(
     create_endpoint(admin, other, external_chat_config(upstream.base_url, "gpt-4o"))
     upstream.reset()
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Playground").click()
+    # Other tests' endpoints share this server; compare exactly these two.
+    page.locator('input[name="endpoint"]').first.wait_for()
+    for box in page.locator('input[name="endpoint"]:checked').all():
+        box.uncheck()
     page.get_by_role("checkbox", name=name, exact=True).check()
     page.get_by_role("checkbox", name=other, exact=True).check()
     prompt = page.get_by_label("Prompt", exact=True)
