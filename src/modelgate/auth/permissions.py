@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from enum import IntEnum
 
 from modelgate.auth.principal import Principal
-from modelgate.errors import PermissionDenied
+from modelgate.errors import PermissionDenied, ResourceDoesNotExist
 
 # Every user belongs to Databricks' built-in group `users`; an ACL entry for it grants everyone.
 ALL_USERS_GROUP = "users"
@@ -47,6 +47,9 @@ def require(
     endpoint_name: str,
 ) -> Level:
     level = effective_level(principal, acl, creator)
+    if level == Level.NONE:
+        # As on the control plane: an endpoint the caller may not even view is indistinguishable from none.
+        raise ResourceDoesNotExist(f"Endpoint with name '{endpoint_name}' does not exist.")
     if level < needed:
         raise PermissionDenied(
             f"{principal.name} does not have {needed.name} permission on serving endpoint "

@@ -16,12 +16,17 @@ from modelgate.errors import BadRequest, PayloadTooLarge
 if TYPE_CHECKING:
     from modelgate.app import Services
 
+# orjson refuses to encode past 254 levels; a request nested deeper would be accepted and then fail to be
+# sent upstream, stored or rendered (a 500, or an endpoint nobody can list), so it is refused up front.
+MAX_JSON_DEPTH = 128
+
 
 class JSONResponse(Response):
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
-        return orjson.dumps(content)
+        # OPT_NON_STR_KEYS: keys that are str subclasses (SQLAlchemy column names) would otherwise fail.
+        return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
 
 
 def services(request: Request) -> Services:
@@ -57,9 +62,26 @@ async def read_json(request: Request) -> Any:
     if not body.strip():
         raise BadRequest("Request body is empty; send a JSON object.")
     try:
-        return orjson.loads(body)
+        data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"Request body is not valid JSON: {exc}.") from None
+    # Only a body with that many brackets can nest that deep, so the usual request skips the walk.
+    if body.count(b"{") + body.count(b"[") > MAX_JSON_DEPTH and _nesting_exceeds(data, MAX_JSON_DEPTH):
+        raise BadRequest(f"Request body nests JSON deeper than {MAX_JSON_DEPTH} levels.")
+    return data
+
+
+def _nesting_exceeds(value: Any, limit: int) -> bool:
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 async def read_json_object(request: Request, *, allow_empty: bool = False) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from modelgate.auth.principal import Principal
 from modelgate.errors import BadRequest, ModelgateError
 from modelgate.protocol.chat import ChatRequest
 from modelgate.protocol.common import validate_request
@@ -44,8 +45,9 @@ def _model_for_body(body: Json) -> type[WireRequest]:
     raise BadRequest("Bad request: the body needs 'messages' (chat), 'prompt' (completions) or 'input' (embeddings).")
 
 
-async def _answer(request: Request, name: str, wire: WireRequest, served_entity: str | None) -> Response:
-    who = await principal(request)
+async def _answer(
+    request: Request, who: Principal, name: str, wire: WireRequest, served_entity: str | None
+) -> Response:
     svc = services(request).invocations
     if not isinstance(wire, EmbeddingRequest) and wire.stream:
         result = await svc.stream(who, name, wire, served_entity)
@@ -64,28 +66,31 @@ async def _sse_bytes(result: StreamResult) -> AsyncIterator[bytes]:
 
 
 async def invocations(request: Request) -> Response:
+    who = await principal(request)  # before the body: anonymous callers learn nothing about it
     name = request.path_params["name"]
     body = await read_json_object(request)
     wire = validate_request(_model_for_body(body), body)
-    return await _answer(request, name, wire, None)
+    return await _answer(request, who, name, wire, None)
 
 
 async def served_model_invocations(request: Request) -> Response:
+    who = await principal(request)
     name = request.path_params["name"]
     body = await read_json_object(request)
     wire = validate_request(_model_for_body(body), body)
-    return await _answer(request, name, wire, request.path_params["served_model"])
+    return await _answer(request, who, name, wire, request.path_params["served_model"])
 
 
 def _openai_route(model: type[WireRequest], field: str) -> Any:
     async def handler(request: Request) -> Response:
+        who = await principal(request)
         body = await read_json_object(request)
         if not isinstance(body.get("model"), str) or not body["model"]:
             raise BadRequest("Bad request: 'model' must name the serving endpoint to query.")
         if field not in body:
             raise BadRequest(f"Bad request: missing required field '{field}'.")
         wire = validate_request(model, body)
-        return await _answer(request, body["model"], wire, None)
+        return await _answer(request, who, body["model"], wire, None)
 
     return handler
 
