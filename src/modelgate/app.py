@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
 import secrets as pysecrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
 from starlette.applications import Starlette
@@ -15,19 +17,34 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from modelgate.auth.authenticator import Authenticator
+from modelgate.auth.oauth import OAuthIssuer, load_or_create_signing_key
 from modelgate.auth.principal import Principal
-from modelgate.auth.tokens import PAT_PATTERN, ensure_principal, register_token_value
+from modelgate.auth.tokens import PAT_PATTERN, create_token, ensure_principal, list_tokens, register_token_value
 from modelgate.config_file import apply_endpoints, load_endpoints
 from modelgate.errors import EndpointNotFound, InternalError, MethodNotAllowed, ModelgateError
+from modelgate.gateway.guardrails import SAFETY_PROMPT, Guardrails
+from modelgate.gateway.ratelimit import MemoryCounters, RateLimiter, RedisCounters
+from modelgate.gateway.recorder import GatewayRecorder
+from modelgate.gateway.writer import GatewayWriter
 from modelgate.metrics import ServingMetrics
+from modelgate.protocol.chat import ChatRequest
+from modelgate.protocol.embeddings import EmbeddingRequest
 from modelgate.providers.base import ProviderDeps
 from modelgate.providers.registry import ProviderRegistry
 from modelgate.routes import endpoints as endpoint_routes
+from modelgate.routes import gateway_data as gateway_data_routes
+from modelgate.routes import oauth as oauth_routes
+from modelgate.routes import responses as responses_routes
+from modelgate.routes import scim as scim_routes
+from modelgate.routes import secrets as secret_routes
+from modelgate.routes import service_principals as service_principal_routes
 from modelgate.routes import serving as serving_routes
 from modelgate.routes import system as system_routes
 from modelgate.routes import tokens as token_routes
+from modelgate.routes import ui as ui_routes
 from modelgate.routes.common import JSONResponse
 from modelgate.secrets import SecretCipher, SecretResolver, load_or_create_key
+from modelgate.secrets_store import SecretStore
 from modelgate.serving.dispatch import InvocationService
 from modelgate.serving.endpoint_service import EndpointService
 from modelgate.serving.entities import EntityFactory
@@ -48,10 +65,13 @@ class Services:
     registry: EndpointRegistry
     endpoints: EndpointService
     invocations: InvocationService
+    writer: GatewayWriter
+    limiter: RateLimiter
     metrics: ServingMetrics
     secrets: SecretResolver
     workspace_id: str
     admin: Principal
+    oauth: OAuthIssuer | None = None
 
 
 class StartupError(Exception):
@@ -67,6 +87,16 @@ def _workspace_id(db: Database) -> str:
         return row.value
 
 
+ADMIN_TOKEN_FILE = "admin-token"
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text + "\n")
+
+
 def _bootstrap_admin(db: Database, settings: Settings) -> Principal:
     with db.session() as s:
         admin = ensure_principal(s, "user", settings.admin_user, is_admin=True)
@@ -79,6 +109,12 @@ def _bootstrap_admin(db: Database, settings: Settings) -> Principal:
                 )
             if register_token_value(s, admin, settings.admin_token, comment="MODELGATE_ADMIN_TOKEN"):
                 log.info("registered MODELGATE_ADMIN_TOKEN for admin user %s", settings.admin_user)
+        elif not list_tokens(s, admin.id):
+            # First start without MODELGATE_ADMIN_TOKEN: make one and leave it where only the owner can read
+            # it (never in a log), so a fresh install works without any set-up.
+            value, _info = create_token(s, admin, comment="first-start admin token")
+            _write_private(settings.data_dir / ADMIN_TOKEN_FILE, value)
+            log.warning("created an admin token; it is in %s", settings.data_dir / ADMIN_TOKEN_FILE)
         return Principal(kind="user", name=admin.name, is_admin=True, principal_id=admin.id)
 
 
@@ -121,10 +157,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     app = Starlette(
         routes=[
+            *serving_routes.routes,  # the query path first: routes are matched in order
+            *responses_routes.routes,
             *system_routes.routes,
-            *serving_routes.routes,
             *endpoint_routes.routes,
+            *gateway_data_routes.routes,
             *token_routes.routes,
+            *secret_routes.routes,
+            *scim_routes.routes,
+            *oauth_routes.routes,
+            *service_principal_routes.routes,
+            *ui_routes.routes,
         ],
         exception_handlers={
             ModelgateError: _on_modelgate_error,
@@ -136,6 +179,46 @@ def create_app(settings: Settings | None = None) -> Starlette:
     return app
 
 
+def _connect_guardrails(guardrails: Guardrails, services: Services) -> None:
+    """Let guardrails query this server's own endpoints (topics by embeddings, safety by a judge model)."""
+    settings, invocations, admin = services.settings, services.invocations, services.admin
+    if settings.guardrail_embedding_endpoint:
+        embedding_endpoint = settings.guardrail_embedding_endpoint
+
+        async def embed(texts: list[str]) -> list[list[float]]:
+            result = await invocations.call(admin, embedding_endpoint, EmbeddingRequest(input=texts))
+            return [item["embedding"] for item in result.body["data"]]
+
+        guardrails.embed = embed
+    if settings.guardrail_safety_endpoint:
+        safety_endpoint = settings.guardrail_safety_endpoint
+
+        async def judge(text: str) -> str:
+            request = ChatRequest.model_validate(
+                {
+                    "messages": [{"role": "system", "content": SAFETY_PROMPT}, {"role": "user", "content": text}],
+                    "max_tokens": 5,
+                    "temperature": 0,
+                }
+            )
+            result = await invocations.call(admin, safety_endpoint, request)
+            content = result.body["choices"][0]["message"].get("content")
+            return content if isinstance(content, str) else ""
+
+        guardrails.judge = judge
+
+
+def create_app_from_env() -> Starlette:
+    """The app of one worker process of `modelgate serve --workers N` (settings from the environment)."""
+    return create_app(Settings.from_env())
+
+
+async def prepare_store(settings: Settings) -> None:
+    """Migrate, register the admin token and apply the config file once, before worker processes start."""
+    services = await _start(settings)
+    await _stop(services)
+
+
 async def _start(settings: Settings) -> Services:
     import asyncio
 
@@ -144,37 +227,63 @@ async def _start(settings: Settings) -> Services:
     await asyncio.to_thread(db.migrate)
     cipher = SecretCipher(load_or_create_key(settings.data_dir, settings.secret_key))
     resolver = SecretResolver(cipher)
+    resolver.set_lookup(SecretStore(db, cipher).lookup)
     admin = await asyncio.to_thread(_bootstrap_admin, db, settings)
     workspace_id = await asyncio.to_thread(_workspace_id, db)
     http = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=settings.upstream_connections, keepalive_timeout=60, ttl_dns_cache=300),
         auto_decompress=True,
         trust_env=False,
+        # Upstream calls carry no cookies; skipping the jar saves work on every call.
+        cookie_jar=aiohttp.DummyCookieJar(),
     )
     deps = ProviderDeps(http=http, secrets=resolver, request_timeout_s=settings.upstream_timeout_s)
     factory = EntityFactory(ProviderRegistry(), deps, cipher)
     registry = EndpointRegistry(db, factory, poll_interval_s=settings.registry_poll_s)
     await registry.start()
     metrics = ServingMetrics()
+    writer = GatewayWriter(db)
+    writer.start()
+    metrics.watch_writer(writer)
+    counters = RedisCounters(settings.redis_url) if settings.redis_url else MemoryCounters()
+    limiter = RateLimiter(counters)
+    guardrails = Guardrails()
     services = Services(
         settings=settings,
         db=db,
         http=http,
         authenticator=Authenticator(db),
         registry=registry,
-        endpoints=EndpointService(db, factory, registry),
-        invocations=InvocationService(registry, observers=[metrics.observe]),
+        endpoints=EndpointService(db, factory, registry, guardrails=guardrails),
+        invocations=InvocationService(
+            registry,
+            observers=[metrics.observe, GatewayRecorder(writer).observe],
+            limiter=limiter,
+            guardrails=guardrails,
+        ),
+        writer=writer,
+        limiter=limiter,
         metrics=metrics,
         secrets=resolver,
         workspace_id=workspace_id,
         admin=admin,
     )
+    _connect_guardrails(guardrails, services)
+    signing_key = await asyncio.to_thread(load_or_create_signing_key, settings.data_dir)
+    services.oauth = OAuthIssuer(db, signing_key, workspace_id)
+    services.authenticator.add_verifier(services.oauth.verify)
     if settings.config_file is not None:
         await apply_endpoints(services.endpoints, admin, load_endpoints(settings.config_file))
     return services
 
 
 async def _stop(services: Services) -> None:
+    import asyncio
+
     await services.registry.stop()
+    await services.limiter.drain()
+    if isinstance(services.limiter.backend, RedisCounters):
+        await services.limiter.backend.aclose()
+    await asyncio.to_thread(services.writer.close)
     await services.http.close()
     services.db.dispose()

@@ -27,6 +27,7 @@ from modelgate.auth.principal import Principal
 from modelgate.errors import InvalidParameterValue, ResourceDoesNotExist
 from modelgate.protocol.common import validate_request
 from modelgate.protocol.endpoints import CreateEndpointRequest, PatchTagsRequest
+from modelgate.providers.registry import ProviderRegistry
 from modelgate.secrets import PLAINTEXT_SUFFIX
 from modelgate.serving.endpoint_service import EndpointService
 
@@ -77,10 +78,22 @@ def load_endpoints(path: Path) -> list[CreateEndpointRequest]:
                 "'_plaintext'"
             )
         try:
-            out.append(validate_request(CreateEndpointRequest, item, control_plane=True))
+            req = validate_request(CreateEndpointRequest, item, control_plane=True)
+            _check_providers(req)
         except InvalidParameterValue as exc:
             raise ConfigFileError(f"{path}: endpoints[{i}]: {exc.message}") from None
+        out.append(req)
     return out
+
+
+def _check_providers(req: CreateEndpointRequest) -> None:
+    """Validate each external model's provider and config, so a bad file stops `serve` with one clear line."""
+    registry = ProviderRegistry()
+    for entity in req.config.entities() if req.config else []:
+        ext = entity.external_model
+        if ext is not None:
+            provider = registry.get(ext.provider)
+            provider.parse_config((ext.model_extra or {}).get(provider.config_key))
 
 
 async def apply_endpoints(service: EndpointService, admin: Principal, endpoints: list[CreateEndpointRequest]) -> None:

@@ -124,7 +124,7 @@ class FakeOpenAIUpstream:
 
     # ----------------------------------------------------------------- lifecycle
     def make_app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(client_max_size=64 * 1024 * 1024)
         bp = self.base_path
         app.router.add_post(bp + "/chat/completions", self._wrap(self._chat))
         app.router.add_post(bp + "/completions", self._wrap(self._completions))

@@ -34,7 +34,10 @@ class LiveServer:
         config_file: Path | None = None,
         env: dict[str, str] | None = None,
         admin_token: str | None = None,
+        extra_args: list[str] | None = None,
+        start_timeout: float = 30.0,
     ) -> None:
+        self.start_timeout = start_timeout
         self.data_dir = data_dir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -56,9 +59,11 @@ class LiveServer:
         ]  # fmt: skip
         if config_file is not None:
             self.args += ["--config", str(config_file)]
+        self.args += extra_args or []
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 30.0) -> LiveServer:
+    def start(self, timeout: float | None = None) -> LiveServer:
+        timeout = timeout or self.start_timeout
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(self.args, env=self.env, stdout=log, stderr=subprocess.STDOUT)
@@ -107,8 +112,14 @@ class LiveServer:
         return out.stdout.strip()
 
 
-def external_chat_config(upstream_base: str, model: str = "gpt-4o-mini", *, task: str = "llm/v1/chat",
-                         api_key: str = "sk-upstream-test", entity_name: str | None = None) -> dict[str, Any]:
+def external_chat_config(
+    upstream_base: str,
+    model: str = "gpt-4o-mini",
+    *,
+    task: str = "llm/v1/chat",
+    api_key: str = "sk-upstream-test",
+    entity_name: str | None = None,
+) -> dict[str, Any]:
     entity: dict[str, Any] = {
         "external_model": {
             "name": model,

@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from modelgate.routes.common import JSONResponse, principal, services
+from modelgate.routes.common import JSONResponse, services
 
 
 async def health(request: Request) -> Response:
@@ -29,21 +29,8 @@ async def databricks_config(request: Request) -> Response:
     )
 
 
-async def scim_me(request: Request) -> Response:
-    who = await principal(request)
-    body = {
-        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
-        "userName": who.name,
-        "displayName": who.name,
-        "active": True,
-        "groups": [{"display": g} for g in sorted(who.groups)] + ([{"display": "admins"}] if who.is_admin else []),
-    }
-    return JSONResponse(body, headers={"x-databricks-org-id": services(request).workspace_id})
-
-
 routes = [
     Route("/health", health, methods=["GET"]),
     Route("/metrics", metrics, methods=["GET"]),
     Route("/.well-known/databricks-config", databricks_config, methods=["GET"]),
-    Route("/api/2.0/preview/scim/v2/Me", scim_me, methods=["GET"]),
 ]

@@ -78,10 +78,9 @@ class Database:
         """Bring the schema to the newest migration. Concurrent starts on PostgreSQL are serialised."""
         import logging
 
+        logging.getLogger("alembic").setLevel(logging.WARNING)  # before import: plugins log as they load
         from alembic import command
         from alembic.config import Config
-
-        logging.getLogger("alembic").setLevel(logging.WARNING)
 
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
