@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from tests.fakes.openai_upstream import FakeUpstreamThread
 from tests.support.live import LiveServer, create_endpoint, external_chat_config
 

@@ -6,6 +6,7 @@ import secrets
 
 import httpx
 import pytest
+
 from tests.clients.conftest import (
     SCRIPTS,
     Endpoints,

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from tests.clients.conftest import Endpoints, client_env, run_program
 from tests.fakes.openai_payloads import embedding_vector
 from tests.support.live import LiveServer

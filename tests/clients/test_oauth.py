@@ -13,6 +13,7 @@ import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
+
 from tests.clients.conftest import ServicePrincipal, make_service_principal
 from tests.support.live import LiveServer
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from tests.clients.conftest import SCRIPTS, Endpoints, client_env, run_script
 from tests.fakes.openai_payloads import embedding_vector
 from tests.fakes.openai_upstream import FakeUpstreamThread

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pytest
+
 from tests.clients.conftest import Endpoints
 from tests.fakes.openai_upstream import FakeUpstreamThread
 from tests.support.live import LiveServer

@@ -46,10 +46,16 @@ def test_input_pii_block_and_mask(server: LiveServer, upstream: FakeUpstreamThre
 def test_invalid_keywords_and_output_masking(server: LiveServer, upstream: FakeUpstreamThread) -> None:
     with server.client() as c:
         create_endpoint(c, "gr-out", external_chat_config(upstream.base_url, api_key=UPSTREAM_KEY))
-        _gateway(c, "gr-out", {"guardrails": {
-            "input": {"invalid_keywords": ["Project Falcon"]},
-            "output": {"pii": {"behavior": "MASK"}},
-        }})  # fmt: skip
+        _gateway(
+            c,
+            "gr-out",
+            {
+                "guardrails": {
+                    "input": {"invalid_keywords": ["Project Falcon"]},
+                    "output": {"pii": {"behavior": "MASK"}},
+                }
+            },
+        )
         refused = _chat(c, "gr-out", "tell me about project falcon")
         assert refused.status_code == 400
         assert "'invalid_keywords'" in refused.json()["message"]
@@ -62,8 +68,10 @@ def test_invalid_keywords_and_output_masking(server: LiveServer, upstream: FakeU
 def test_topics_and_safety_need_their_endpoints(server: LiveServer, upstream: FakeUpstreamThread) -> None:
     with server.client() as c:
         create_endpoint(c, "gr-cfg", external_chat_config(upstream.base_url, api_key=UPSTREAM_KEY))
-        resp = c.put("/api/2.0/serving-endpoints/gr-cfg/ai-gateway",
-                     json={"guardrails": {"input": {"valid_topics": ["cooking"]}}})  # fmt: skip
+        resp = c.put(
+            "/api/2.0/serving-endpoints/gr-cfg/ai-gateway",
+            json={"guardrails": {"input": {"valid_topics": ["cooking"]}}},
+        )
     assert resp.status_code == 400
     assert resp.json()["error_code"] == "INVALID_PARAMETER_VALUE"
     assert "MODELGATE_GUARDRAIL_EMBEDDING_ENDPOINT" in resp.json()["message"]
@@ -73,8 +81,13 @@ def test_topics_and_safety_need_their_endpoints(server: LiveServer, upstream: Fa
 def judged_server(tmp_path_factory: pytest.TempPathFactory, upstream: FakeUpstreamThread) -> Iterator[LiveServer]:
     env = {"MODELGATE_GUARDRAIL_EMBEDDING_ENDPOINT": "gr-embed", "MODELGATE_GUARDRAIL_SAFETY_ENDPOINT": "gr-judge"}
     with LiveServer(tmp_path_factory.mktemp("mg-guard"), env=env) as live, live.client() as c:
-        create_endpoint(c, "gr-embed", external_chat_config(upstream.base_url, "text-embedding-3-small",
-                                                             task="llm/v1/embeddings", api_key=UPSTREAM_KEY))  # fmt: skip
+        create_endpoint(
+            c,
+            "gr-embed",
+            external_chat_config(
+                upstream.base_url, "text-embedding-3-small", task="llm/v1/embeddings", api_key=UPSTREAM_KEY
+            ),
+        )
         create_endpoint(c, "gr-judge", external_chat_config(upstream.base_url, api_key=UPSTREAM_KEY))
         yield live
 
@@ -107,11 +120,17 @@ def test_safety_judge(judged_server: LiveServer, upstream: FakeUpstreamThread) -
 def test_fallback_moves_to_the_next_entity(server: LiveServer, upstream: FakeUpstreamThread) -> None:
     failing = external_chat_config(upstream.base_url, "fail-503", api_key=UPSTREAM_KEY, entity_name="primary")
     healthy = external_chat_config(upstream.base_url, "gpt-4o", api_key=UPSTREAM_KEY, entity_name="backup")
-    routes = {"routes": [{"served_entity_name": "primary", "traffic_percentage": 100},
-                         {"served_entity_name": "backup", "traffic_percentage": 0}]}  # fmt: skip
+    routes = {
+        "routes": [
+            {"served_entity_name": "primary", "traffic_percentage": 100},
+            {"served_entity_name": "backup", "traffic_percentage": 0},
+        ]
+    }
     with server.client() as c:
-        resp = c.post("/api/2.0/serving-endpoints", json={
-            "name": "gr-fallback", "config": {"served_entities": [failing, healthy], "traffic_config": routes}})  # fmt: skip
+        resp = c.post(
+            "/api/2.0/serving-endpoints",
+            json={"name": "gr-fallback", "config": {"served_entities": [failing, healthy], "traffic_config": routes}},
+        )
         assert resp.status_code == 200, resp.text
         without = _chat(c, "gr-fallback", "hi")
         assert without.status_code == 503
@@ -119,14 +138,23 @@ def test_fallback_moves_to_the_next_entity(server: LiveServer, upstream: FakeUps
         with_fallback = _chat(c, "gr-fallback", "hi")
         assert with_fallback.status_code == 200
         assert with_fallback.headers["served-model-name"] == "backup"
-        streamed = c.post("/serving-endpoints/gr-fallback/invocations",
-                          json={"messages": [{"role": "user", "content": "hi"}], "stream": True})  # fmt: skip
+        streamed = c.post(
+            "/serving-endpoints/gr-fallback/invocations",
+            json={"messages": [{"role": "user", "content": "hi"}], "stream": True},
+        )
         assert streamed.status_code == 200
         assert streamed.headers["served-model-name"] == "backup"
         # All entities failing: the last error comes back.
-        resp = c.put("/api/2.0/serving-endpoints/gr-fallback/config", json={"served_entities": [
-            failing, external_chat_config(upstream.base_url, "fail-429", api_key=UPSTREAM_KEY, entity_name="backup")],
-            "traffic_config": routes})  # fmt: skip
+        resp = c.put(
+            "/api/2.0/serving-endpoints/gr-fallback/config",
+            json={
+                "served_entities": [
+                    failing,
+                    external_chat_config(upstream.base_url, "fail-429", api_key=UPSTREAM_KEY, entity_name="backup"),
+                ],
+                "traffic_config": routes,
+            },
+        )
         assert resp.status_code == 200
         both_fail = _chat(c, "gr-fallback", "hi")
         assert both_fail.status_code == 429

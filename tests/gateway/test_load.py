@@ -43,10 +43,13 @@ def test_twenty_thousand_queries_twenty_thousand_rows(tmp_path_factory: pytest.T
         try:
             with server.client() as c:
                 create_endpoint(c, "load", external_chat_config(upstream.base_url, api_key=UPSTREAM_KEY))
-                resp = c.put("/api/2.0/serving-endpoints/load/ai-gateway", json={
-                    "usage_tracking_config": {"enabled": True},
-                    "inference_table_config": {"catalog_name": "main", "schema_name": "load", "enabled": True},
-                })  # fmt: skip
+                resp = c.put(
+                    "/api/2.0/serving-endpoints/load/ai-gateway",
+                    json={
+                        "usage_tracking_config": {"enabled": True},
+                        "inference_table_config": {"catalog_name": "main", "schema_name": "load", "enabled": True},
+                    },
+                )
                 assert resp.status_code == 200
             started = time.monotonic()
             statuses = asyncio.run(_drive(server.url, server.admin_token, TOTAL))

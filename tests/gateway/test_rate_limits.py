@@ -55,12 +55,18 @@ def test_principal_specific_rule_replaces_the_general_one(server: LiveServer, up
     with server.client() as c:
         create_endpoint(c, name, external_chat_config(upstream.base_url, api_key=UPSTREAM_KEY))
         ep = c.get(f"/api/2.0/serving-endpoints/{name}").json()
-        c.patch(f"/api/2.0/permissions/serving-endpoints/{ep['id']}",
-                json={"access_control_list": [{"group_name": "users", "permission_level": "CAN_QUERY"}]})  # fmt: skip
-        _limits(c, name, [
-            {"calls": 2, "key": "user", "renewal_period": "minute"},
-            {"calls": 4, "key": "user", "principal": "rl-alice@example.com", "renewal_period": "minute"},
-        ])  # fmt: skip
+        c.patch(
+            f"/api/2.0/permissions/serving-endpoints/{ep['id']}",
+            json={"access_control_list": [{"group_name": "users", "permission_level": "CAN_QUERY"}]},
+        )
+        _limits(
+            c,
+            name,
+            [
+                {"calls": 2, "key": "user", "renewal_period": "minute"},
+                {"calls": 4, "key": "user", "principal": "rl-alice@example.com", "renewal_period": "minute"},
+            ],
+        )
     _wait_for_fresh_minute(10)
     with server.client(alice) as a, server.client(bob) as b:
         alice_codes = [a.post(f"/serving-endpoints/{name}/invocations", json=BODY).status_code for _ in range(5)]
@@ -89,10 +95,14 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory, pg_url: str) -> Iter
     url = redis_url()
     token = "dapi" + secrets.token_hex(16)
     servers = [
-        LiveServer(tmp_path_factory.mktemp(f"mg-redis-{i}"), database_url=pg_url, admin_token=token,
-                   env={"MODELGATE_REDIS_URL": url, "MODELGATE_SECRET_KEY": _shared_key(tmp_path_factory)})
+        LiveServer(
+            tmp_path_factory.mktemp(f"mg-redis-{i}"),
+            database_url=pg_url,
+            admin_token=token,
+            env={"MODELGATE_REDIS_URL": url, "MODELGATE_SECRET_KEY": _shared_key(tmp_path_factory)},
+        )
         for i in range(3)
-    ]  # fmt: skip
+    ]
     for s in servers:
         s.start()
     try:

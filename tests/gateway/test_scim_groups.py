@@ -56,10 +56,16 @@ def test_user_group_rate_limit_is_shared_by_members(server: LiveServer, upstream
         admin.post(f"{SCIM}/Groups", json={"displayName": "rlg-team", "members": [{"value": i} for i in ids]})
         create_endpoint(admin, "rlg-ep", external_chat_config(upstream.base_url, api_key=UPSTREAM_KEY))
         ep_id = admin.get("/api/2.0/serving-endpoints/rlg-ep").json()["id"]
-        admin.patch(f"/api/2.0/permissions/serving-endpoints/{ep_id}",
-                    json={"access_control_list": [{"group_name": "users", "permission_level": "CAN_QUERY"}]})  # fmt: skip
-        resp = admin.put("/api/2.0/serving-endpoints/rlg-ep/ai-gateway", json={"rate_limits": [
-            {"calls": 3, "key": "user_group", "principal": "rlg-team", "renewal_period": "minute"}]})  # fmt: skip
+        admin.patch(
+            f"/api/2.0/permissions/serving-endpoints/{ep_id}",
+            json={"access_control_list": [{"group_name": "users", "permission_level": "CAN_QUERY"}]},
+        )
+        resp = admin.put(
+            "/api/2.0/serving-endpoints/rlg-ep/ai-gateway",
+            json={
+                "rate_limits": [{"calls": 3, "key": "user_group", "principal": "rlg-team", "renewal_period": "minute"}]
+            },
+        )
         assert resp.status_code == 200
     if time.time() % 60 > 50:
         time.sleep(60 - time.time() % 60 + 0.05)

@@ -71,8 +71,11 @@ def test_usage_rows_and_payloads(store: tuple[LiveServer, Rows], upstream: FakeU
             },
         )
         assert resp.status_code == 200, resp.text
-        body = {"messages": [{"role": "user", "content": "one two three"}], "client_request_id": "req-1",
-                "usage_context": {"team": "search"}}  # fmt: skip
+        body = {
+            "messages": [{"role": "user", "content": "one two three"}],
+            "client_request_id": "req-1",
+            "usage_context": {"team": "search"},
+        }
         assert c.post(f"/serving-endpoints/{name}/invocations", json=body).status_code == 200
         with c.stream(
             "POST",
@@ -115,8 +118,10 @@ def test_oversize_payload_is_not_stored(server: LiveServer, upstream: FakeUpstre
     name = "gw-oversize"
     with server.client() as c:
         create_endpoint(c, name, external_chat_config(upstream.base_url, api_key=UPSTREAM_KEY))
-        c.put(f"/api/2.0/serving-endpoints/{name}/ai-gateway",
-              json={"inference_table_config": {"catalog_name": "main", "schema_name": "big", "enabled": True}})  # fmt: skip
+        c.put(
+            f"/api/2.0/serving-endpoints/{name}/ai-gateway",
+            json={"inference_table_config": {"catalog_name": "main", "schema_name": "big", "enabled": True}},
+        )
         big = "word " * 250_000  # 1.25 MB of text
         resp = c.post(
             f"/serving-endpoints/{name}/invocations",
@@ -136,9 +141,11 @@ def test_disconnected_stream_still_records_usage(server: LiveServer, tmp_path_fa
         create_endpoint(c, name, external_chat_config(slow.base_url, api_key=UPSTREAM_KEY))
         c.put(f"/api/2.0/serving-endpoints/{name}/ai-gateway", json={"usage_tracking_config": {"enabled": True}})
         words = " ".join(f"w{i}" for i in range(200))
-        with c.stream("POST", f"/serving-endpoints/{name}/invocations",
-                      json={"messages": [{"role": "user", "content": words}], "stream": True,
-                            "client_request_id": "cut-1"}) as r:  # fmt: skip
+        with c.stream(
+            "POST",
+            f"/serving-endpoints/{name}/invocations",
+            json={"messages": [{"role": "user", "content": words}], "stream": True, "client_request_id": "cut-1"},
+        ) as r:
             lines = r.iter_lines()
             for _ in range(6):
                 next(lines)
@@ -184,13 +191,20 @@ def test_usage_report_and_recent_payloads(any_server: LiveServer, upstream: Fake
     reader = any_server.create_token(f"{name}-reader@example.com")
     with any_server.client() as c:
         create_endpoint(c, name, external_chat_config(upstream.base_url, api_key=UPSTREAM_KEY))
-        c.put(f"/api/2.0/serving-endpoints/{name}/ai-gateway", json={
-            "usage_tracking_config": {"enabled": True},
-            "inference_table_config": {"catalog_name": "main", "schema_name": "rep", "enabled": True},
-        })  # fmt: skip
+        c.put(
+            f"/api/2.0/serving-endpoints/{name}/ai-gateway",
+            json={
+                "usage_tracking_config": {"enabled": True},
+                "inference_table_config": {"catalog_name": "main", "schema_name": "rep", "enabled": True},
+            },
+        )
         for text in ("a b", "c d e"):
-            assert c.post(f"/serving-endpoints/{name}/invocations",
-                          json={"messages": [{"role": "user", "content": text}]}).status_code == 200  # fmt: skip
+            assert (
+                c.post(
+                    f"/serving-endpoints/{name}/invocations", json={"messages": [{"role": "user", "content": text}]}
+                ).status_code
+                == 200
+            )
         deadline = time.monotonic() + 15
         report: dict[str, Any] = {}
         while time.monotonic() < deadline:
