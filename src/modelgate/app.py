@@ -13,7 +13,7 @@ from pathlib import Path
 import aiohttp
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from modelgate.auth.authenticator import Authenticator
@@ -21,7 +21,7 @@ from modelgate.auth.oauth import OAuthIssuer, load_or_create_signing_key
 from modelgate.auth.principal import Principal
 from modelgate.auth.tokens import PAT_PATTERN, create_token, ensure_principal, list_tokens, register_token_value
 from modelgate.config_file import apply_endpoints, load_endpoints
-from modelgate.errors import EndpointNotFound, InternalError, MethodNotAllowed, ModelgateError
+from modelgate.errors import Cancelled, EndpointNotFound, InternalError, MethodNotAllowed, ModelgateError
 from modelgate.gateway.guardrails import SAFETY_PROMPT, Guardrails
 from modelgate.gateway.ratelimit import MemoryCounters, RateLimiter, RedisCounters
 from modelgate.gateway.recorder import GatewayRecorder
@@ -138,6 +138,11 @@ async def _on_http_error(request: Request, exc: Exception) -> Response:
     return _error_response(err)
 
 
+async def _on_client_gone(request: Request, exc: Exception) -> Response:
+    """The client hung up while sending its body: nothing to answer, nothing worth a traceback."""
+    return _error_response(Cancelled("The client closed the connection before sending the whole request."))
+
+
 async def _on_unexpected(request: Request, exc: Exception) -> Response:
     log.error("unhandled error on %s %s: %s", request.method, request.url.path, type(exc).__name__, exc_info=exc)
     return _error_response(InternalError("Internal error; the server log has the details."))
@@ -172,6 +177,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         exception_handlers={
             ModelgateError: _on_modelgate_error,
             HTTPException: _on_http_error,
+            ClientDisconnect: _on_client_gone,
             Exception: _on_unexpected,
         },
         lifespan=lifespan,

@@ -63,15 +63,24 @@ class GatewayRecorder:
         usage_cfg = gateway.get("usage_tracking_config") or {}
         table_cfg = gateway.get("inference_table_config") or {}
         if usage_cfg.get("enabled"):
-            self.writer.submit(USAGE_TABLE, self._usage_row(record))
+            self.writer.submit(USAGE_TABLE, UsageRow(record))
         if table_cfg.get("enabled"):
             fraction = float(table_cfg.get("sampling_fraction") or 1.0)
             if fraction >= 1.0 or self._random.random() < fraction:
                 name = payload_table_name(table_cfg, record.endpoint)
                 self.writer.submit(name, PayloadRow(record, fraction))
 
-    @staticmethod
-    def _usage_row(record: CallRecord) -> dict[str, Any]:
+
+class UsageRow:
+    """A usage row, built by the writer thread (character counts walk the whole request)."""
+
+    __slots__ = ("record",)
+
+    def __init__(self, record: CallRecord) -> None:
+        self.record = record
+
+    def materialize(self) -> dict[str, Any]:
+        record = self.record
         when = dt.datetime.fromtimestamp(record.request_time, tz=dt.UTC)
         return {
             "databricks_request_id": record.request_id,
@@ -105,7 +114,8 @@ class PayloadRow:
         record = self.record
         when = dt.datetime.fromtimestamp(record.request_time, tz=dt.UTC)
         errors: list[str] = []
-        request_text = _bounded(LazyJson(record.request).render(), "MAX_REQUEST_SIZE_EXCEEDED", errors)
+        sent = record.request_body if record.request_body is not None else record.request
+        request_text = _bounded(LazyJson(sent).render(), "MAX_REQUEST_SIZE_EXCEEDED", errors)
         response_text = None
         if record.response is not None:
             response_text = _bounded(LazyJson(record.response).render(), "MAX_RESPONSE_SIZE_EXCEEDED", errors)

@@ -7,14 +7,17 @@ drains everything still queued, so a graceful shutdown loses nothing.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import queue
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import MetaData, Table, insert
+import orjson
+from sqlalchemy import JSON, Boolean, Date, DateTime, MetaData, Table
 
 from modelgate.gateway.tables import USAGE_TABLE, payload_table, usage_table
 from modelgate.store.db import Database
@@ -22,7 +25,6 @@ from modelgate.store.db import Database
 log = logging.getLogger(__name__)
 
 Row = Any  # a dict, or an object whose materialize() returns one (rendered here, off the request path)
-_STOP = object()
 
 
 class GatewayWriter:
@@ -36,9 +38,12 @@ class GatewayWriter:
         self._metadata = MetaData()
         self._tables: dict[str, Table] = {USAGE_TABLE: usage_table(self._metadata)}
         self._created: set[str] = set()
+        self._plans: dict[str, _InsertPlan] = {}
         self.dropped = 0
         self.written = 0
         self.failed = 0
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="gateway-writer", daemon=True)
         self._started = False
 
@@ -60,52 +65,44 @@ class GatewayWriter:
         """Write everything queued, then stop the thread."""
         if not self._started:
             return
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                self._queue.put(_STOP, timeout=max(0.1, deadline - time.monotonic()))
-                break
-            except queue.Full:
-                if time.monotonic() >= deadline:
-                    break
-        self._thread.join(max(0.1, deadline - time.monotonic()))
+        self._stopping.set()
+        self._wake.set()
+        self._thread.join(timeout_s)
 
     def flush(self, timeout_s: float = 10.0) -> None:
         """Wait until everything submitted so far is written (for tests and the shutdown path)."""
+        self._wake.set()
         deadline = time.monotonic() + timeout_s
         while self._queue.unfinished_tasks and time.monotonic() < deadline:
             time.sleep(0.01)
 
     # -- the thread --------------------------------------------------------------------------------
     def _run(self) -> None:
-        stop = False
-        while not stop:
-            batch: list[tuple[str, Row]] = []
-            try:
-                item = self._queue.get(timeout=self.flush_interval_s)
-            except queue.Empty:
-                continue
-            taken = 1
-            if item is _STOP:
-                stop = True
-            else:
-                batch.append(item)  # type: ignore[arg-type]
-            while len(batch) < self.batch_size:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
+        """Sleep, then take everything queued and write it in batches.
+
+        The thread does not wait on the queue itself: then every submit would wake it and, at low rates,
+        each row would be its own transaction, paid for on the request path's core.
+        """
+        while True:
+            self._wake.wait(self.flush_interval_s)
+            self._wake.clear()
+            stopping = self._stopping.is_set()
+            while True:
+                batch: list[tuple[str, Row]] = []
+                while len(batch) < self.batch_size:
+                    try:
+                        batch.append(self._queue.get_nowait())  # type: ignore[arg-type]
+                    except queue.Empty:
+                        break
+                if not batch:
                     break
-                taken += 1
-                if item is _STOP:
-                    stop = True
-                    continue
-                batch.append(item)  # type: ignore[arg-type]
-            try:
-                if batch:
+                try:
                     self._write(batch)
-            finally:
-                for _ in range(taken):
-                    self._queue.task_done()
+                finally:
+                    for _ in batch:
+                        self._queue.task_done()
+            if stopping:
+                return
 
     def _table(self, name: str) -> Table:
         table = self._tables.get(name)
@@ -116,6 +113,12 @@ class GatewayWriter:
             table.create(self.db.engine, checkfirst=True)
             self._created.add(name)
         return table
+
+    def _plan(self, name: str) -> _InsertPlan:
+        plan = self._plans.get(name)
+        if plan is None:
+            plan = self._plans[name] = _InsertPlan(self._table(name), self.db.engine.dialect)
+        return plan
 
     def _write(self, batch: list[tuple[str, Row]]) -> None:
         grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -128,9 +131,9 @@ class GatewayWriter:
         for name, rows in grouped.items():
             for attempt in range(3):
                 try:
-                    target = self._table(name)
+                    plan = self._plan(name)
                     with self.db.engine.begin() as conn:
-                        conn.execute(insert(target), rows)
+                        conn.exec_driver_sql(plan.sql, [plan.params(row) for row in rows])
                     self.written += len(rows)
                     break
                 except Exception as exc:  # the database may be briefly unavailable; retry, then count
@@ -139,3 +142,55 @@ class GatewayWriter:
                         log.error("could not write %d rows to %s: %s", len(rows), name, type(exc).__name__)
                     else:
                         time.sleep(0.2 * (attempt + 1))
+
+
+def _sqlite_time(value: dt.datetime | None) -> str | None:
+    """SQLAlchemy's SQLite DateTime text form (naive UTC), so its readers parse what we write."""
+    if value is None:
+        return None
+    if value.tzinfo is not None:
+        value = value.astimezone(dt.UTC).replace(tzinfo=None)
+    return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _json_text(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value).decode()
+
+
+class _InsertPlan:
+    """One INSERT for a table, run through the DB driver's own executemany.
+
+    SQLAlchemy's per-row parameter processing cost more than SQLite's insert itself; the few conversions the
+    columns need (JSON text, SQLite's datetime text, booleans) are done here instead.
+    """
+
+    def __init__(self, table: Table, dialect: Any) -> None:
+        quote = dialect.identifier_preparer.quote_identifier
+        sqlite = dialect.name == "sqlite"
+        columns = [c for c in table.columns if not (c.primary_key and c.autoincrement)]
+        self.names = [c.name for c in columns]
+        self.converters: list[Callable[[Any], Any] | None] = []
+        marks = []
+        for c in columns:
+            if isinstance(c.type, JSON):
+                self.converters.append(_json_text)
+                marks.append("?" if sqlite else "%s::json")
+                continue
+            if sqlite and isinstance(c.type, DateTime):
+                self.converters.append(_sqlite_time)
+            elif sqlite and isinstance(c.type, Date):
+                self.converters.append(lambda v: None if v is None else v.isoformat())
+            elif sqlite and isinstance(c.type, Boolean):
+                self.converters.append(lambda v: None if v is None else int(v))
+            else:
+                self.converters.append(None)
+            marks.append("?" if sqlite else "%s")
+        self.sql = (
+            f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in self.names)}) VALUES ({', '.join(marks)})"
+        )
+
+    def params(self, row: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple(
+            conv(row.get(name)) if conv is not None else row.get(name)
+            for name, conv in zip(self.names, self.converters, strict=True)
+        )

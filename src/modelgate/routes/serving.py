@@ -46,13 +46,13 @@ def _model_for_body(body: Json) -> type[WireRequest]:
 
 
 async def _answer(
-    request: Request, who: Principal, name: str, wire: WireRequest, served_entity: str | None
+    request: Request, who: Principal, name: str, wire: WireRequest, served_entity: str | None, body: Json
 ) -> Response:
     svc = services(request).invocations
     if not isinstance(wire, EmbeddingRequest) and wire.stream:
-        result = await svc.stream(who, name, wire, served_entity)
+        result = await svc.stream(who, name, wire, served_entity, body=body)
         return SSEResponse(_sse_bytes(result), headers={"served-model-name": result.served_entity})
-    done = await svc.call(who, name, wire, served_entity)
+    done = await svc.call(who, name, wire, served_entity, body=body)
     return JSONResponse(done.body, headers={"served-model-name": done.served_entity})
 
 
@@ -70,7 +70,7 @@ async def invocations(request: Request) -> Response:
     name = request.path_params["name"]
     body = await read_json_object(request)
     wire = validate_request(_model_for_body(body), body)
-    return await _answer(request, who, name, wire, None)
+    return await _answer(request, who, name, wire, None, body)
 
 
 async def served_model_invocations(request: Request) -> Response:
@@ -78,7 +78,7 @@ async def served_model_invocations(request: Request) -> Response:
     name = request.path_params["name"]
     body = await read_json_object(request)
     wire = validate_request(_model_for_body(body), body)
-    return await _answer(request, who, name, wire, request.path_params["served_model"])
+    return await _answer(request, who, name, wire, request.path_params["served_model"], body)
 
 
 def _openai_route(model: type[WireRequest], field: str) -> Any:
@@ -90,7 +90,7 @@ def _openai_route(model: type[WireRequest], field: str) -> Any:
         if field not in body:
             raise BadRequest(f"Bad request: missing required field '{field}'.")
         wire = validate_request(model, body)
-        return await _answer(request, who, body["model"], wire, None)
+        return await _answer(request, who, body["model"], wire, None, body)
 
     return handler
 

@@ -173,7 +173,8 @@ class InvocationService:
         except GuardrailBlocked:
             record.guardrail_blocked = "input"
             raise
-        record.request = checked
+        if checked is not request:
+            record.request, record.request_body = checked, None  # store what the model was sent
         return checked
 
     def _finish(self, record: CallRecord, admission: Admission | None = None) -> None:
@@ -188,10 +189,17 @@ class InvocationService:
 
     # -- non-streaming -------------------------------------------------------------------------------
     async def call(
-        self, principal: Principal, name: str, request: Request, served_entity: str | None = None
+        self,
+        principal: Principal,
+        name: str,
+        request: Request,
+        served_entity: str | None = None,
+        *,
+        body: Json | None = None,
     ) -> CallResult:
+        """Answer one query. `body` is the client's parsed JSON, kept for the inference table as sent."""
         if request.client_request_id is None:
-            return await self._call(principal, name, request, served_entity)
+            return await self._call(principal, name, request, served_entity, body)
         key = (name, f"{principal.kind}:{principal.name}", request.client_request_id)
         running = self._inflight.get(key)
         if running is not None:
@@ -199,7 +207,7 @@ class InvocationService:
         future: asyncio.Future[CallResult] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:
-            result = await self._call(principal, name, request, served_entity)
+            result = await self._call(principal, name, request, served_entity, body)
             future.set_result(result)
             return result
         except BaseException as exc:
@@ -209,10 +217,13 @@ class InvocationService:
         finally:
             del self._inflight[key]
 
-    async def _call(self, principal: Principal, name: str, request: Request, served_entity: str | None) -> CallResult:
+    async def _call(
+        self, principal: Principal, name: str, request: Request, served_entity: str | None, body: Json | None
+    ) -> CallResult:
         task = task_of(request)
         rt, targets = await self._targets(principal, name, task, served_entity)
         record = self._record(principal, rt, request, stream=False)
+        record.request_body = body
         admission: Admission | None = None
         try:
             request = await prepare_images(request)  # vision layer: check/scale images before any provider
@@ -279,11 +290,14 @@ class InvocationService:
         name: str,
         request: ChatRequest | CompletionRequest,
         served_entity: str | None = None,
+        *,
+        body: Json | None = None,
     ) -> StreamResult:
         """Open the stream (errors before the first chunk raise here), then hand back the chunks."""
         task = task_of(request)
         rt, targets = await self._targets(principal, name, task, served_entity)
         record = self._record(principal, rt, request, stream=True)
+        record.request_body = body
 
         async def open_stream(backend: Provider) -> tuple[Json, AsyncIterator[Json]]:
             it = _stream_method(backend, request)

@@ -23,6 +23,8 @@ class CallRecord:
     principal: Principal
     streaming: bool
     request: Any  # the validated wire model
+    # The body as the client sent it (parsed), which inference tables store; None once a guardrail changed it.
+    request_body: Any = None
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     client_request_id: str | None = None
     usage_context: dict[str, str] | None = None
