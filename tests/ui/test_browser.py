@@ -196,6 +196,8 @@ def test_create_query_compare_and_usage(
     assert page.locator('svg[data-chart="latency"]').count() == 1
     # The endpoint has usage tracking on, so the usage table names who called it.
     page.get_by_text("admin: 3 requests", exact=False).wait_for()
+    # ... and its five-minute buckets chart the last day.
+    page.locator('svg[data-chart="history-requests"]').wait_for(state="attached")
     shot("usage")
 
     page.get_by_role("button", name="Sign out").click()

@@ -74,7 +74,7 @@ export const endpointsApi = {
   metrics: async (name) =>
     (await send("GET", `/api/2.0/serving-endpoints/${encodeURIComponent(name)}/metrics`)).text(),
   usage: (name) =>
-    getJson(`/api/2.0/serving-endpoints/${encodeURIComponent(name)}/usage?hours=24&bucket_minutes=60`),
+    getJson(`/api/2.0/serving-endpoints/${encodeURIComponent(name)}/usage?hours=24&bucket_minutes=5`),
   invocationsPath: (name) => `/serving-endpoints/${encodeURIComponent(name)}/invocations`,
 };
 

@@ -87,6 +87,34 @@ function render(area, view, intervalS) {
       ),
     );
   }
+  if (view.history && view.history.length) {
+    const hist = view.history;
+    area.append(
+      h("h2", {}, "Last 24 hours, from the usage table (5-minute buckets)"),
+      h(
+        "div",
+        { class: "charts" },
+        lineChart({
+          id: "history-requests",
+          title: "Requests",
+          unit: "requests",
+          series: [
+            { key: "requests", label: "All requests", values: hist.map((p) => ({ t: p.t, v: p.requests })) },
+            { key: "errors", label: "Errors", values: hist.map((p) => ({ t: p.t, v: p.errors })) },
+          ],
+        }),
+        lineChart({
+          id: "history-tokens",
+          title: "Tokens",
+          unit: "tokens",
+          series: [
+            { key: "tokens-in", label: "Input tokens", values: hist.map((p) => ({ t: p.t, v: p.tokensIn })) },
+            { key: "tokens-out", label: "Output tokens", values: hist.map((p) => ({ t: p.t, v: p.tokensOut })) },
+          ],
+        }),
+      ),
+    );
+  }
   area.append(
     h("h2", {}, "Top requesters"),
     view.topRequesters

@@ -41,6 +41,7 @@ export class MetricsUsageSource {
     this.points = [];
     this.kind = "metrics";
     this.requesters = null;
+    this.history = [];
   }
 
   /** Take one sample; after the second one there is a point per interval. */
@@ -48,9 +49,18 @@ export class MetricsUsageSource {
     const now = snapshot(await endpointsApi.metrics(this.endpoint), this.endpoint);
     try {
       // Who called comes from the usage table (usage tracking on, and CAN_MANAGE to read it).
-      this.requesters = (await endpointsApi.usage(this.endpoint)).top_requesters;
+      const report = await endpointsApi.usage(this.endpoint);
+      this.requesters = report.top_requesters;
+      this.history = report.buckets.map((b) => ({
+        t: b.start_time,
+        requests: b.requests,
+        errors: b.errors,
+        tokensIn: b.input_tokens,
+        tokensOut: b.output_tokens,
+      }));
     } catch {
       this.requesters = null;
+      this.history = [];
     }
     const before = this.snapshots[this.snapshots.length - 1];
     this.snapshots = [before, now].filter(Boolean);
@@ -90,6 +100,8 @@ export class MetricsUsageSource {
       byEntity: last ? last.byEntity : [],
       // From the usage table; the metrics have no requester label.
       topRequesters: this.requesters && this.requesters.length ? this.requesters : null,
+      // Five-minute buckets of the last 24 hours from the usage table (empty without usage tracking).
+      history: this.history,
     };
   }
 }
