@@ -16,6 +16,14 @@ def _settings(data_dir: Path | None, **overrides: object) -> Settings:
     return Settings.from_env(data_dir=data_dir, **overrides)
 
 
+data_dir_option = click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="The server's data dir [default: $MODELGATE_DATA_DIR or ./.modelgate].",
+)
+
+
 @click.group()
 @click.version_option(__version__, prog_name="modelgate")
 def main() -> None:
@@ -110,7 +118,7 @@ def _db(data_dir: Path | None) -> tuple[Settings, object]:
 @click.option("--lifetime-seconds", type=int, default=None, help="Expire after this many seconds (default: never).")
 @click.option("--user", "user_name", default=None, help="Owner (created if new) [default: the admin user].")
 @click.option("--admin/--no-admin", default=None, help="Make a new --user an admin.")
-@click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), default=None)
+@data_dir_option
 def tokens_create(
     comment: str | None, lifetime_seconds: int | None, user_name: str | None, admin: bool | None, data_dir: Path | None
 ) -> None:
@@ -129,7 +137,7 @@ def tokens_create(
 
 
 @tokens.command("list")
-@click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), default=None)
+@data_dir_option
 def tokens_list(data_dir: Path | None) -> None:
     """List active tokens (ids, owners, expiry; never the tokens themselves)."""
     from modelgate.auth.tokens import list_tokens
@@ -145,7 +153,7 @@ def tokens_list(data_dir: Path | None) -> None:
 
 @tokens.command("revoke")
 @click.argument("token_id")
-@click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), default=None)
+@data_dir_option
 def tokens_revoke(token_id: str, data_dir: Path | None) -> None:
     """Revoke a token by id (running servers stop accepting it within seconds)."""
     from modelgate.auth.tokens import revoke_token
@@ -171,7 +179,7 @@ def _sp_db(data_dir: Path | None) -> object:
 
 @service_principals.command("create")
 @click.argument("name")
-@click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), default=None)
+@data_dir_option
 def service_principals_create(name: str, data_dir: Path | None) -> None:
     """Create a service principal with an OAuth secret; prints its client id and secret (shown only once)."""
     from modelgate.auth.service_principals import create_secret, create_service_principal
@@ -189,7 +197,7 @@ def service_principals_create(name: str, data_dir: Path | None) -> None:
 
 
 @service_principals.command("list")
-@click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), default=None)
+@data_dir_option
 def service_principals_list(data_dir: Path | None) -> None:
     """List service principals: SCIM id, client (application) id, name, active."""
     from modelgate.auth.service_principals import list_service_principals
@@ -204,7 +212,7 @@ def service_principals_list(data_dir: Path | None) -> None:
 
 @service_principals.command("delete")
 @click.argument("id_or_client_id")
-@click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), default=None)
+@data_dir_option
 def service_principals_delete(id_or_client_id: str, data_dir: Path | None) -> None:
     """Delete a service principal (by SCIM id or client id) with its secrets; its tokens stop working."""
     from modelgate.auth.service_principals import (
