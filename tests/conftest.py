@@ -14,6 +14,8 @@ from tests.support.services import fresh_postgres_database
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
+# Test servers answer upstream failures at once (production retries for 30 s); retry tests set their own budget.
+os.environ.setdefault("MODELGATE_UPSTREAM_RETRY_BUDGET_S", "0")
 
 UPSTREAM_KEY = "sk-upstream-test"
 

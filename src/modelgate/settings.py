@@ -30,6 +30,9 @@ class Settings:
     guardrail_safety_endpoint: str | None = None
     max_request_bytes: int = 16 * 1024 * 1024
     upstream_timeout_s: float = 600.0
+    # MODELGATE_UPSTREAM_RETRY_BUDGET_S: default time for retrying transient upstream failures (0: off);
+    # an endpoint overrides it with `retry_budget_s` in its provider config.
+    upstream_retry_budget_s: float = 30.0
     upstream_connections: int = 1000
     registry_poll_s: float = 1.0
     log_level: str = "info"
@@ -46,6 +49,8 @@ class Settings:
             "guardrail_embedding_endpoint": env.get("MODELGATE_GUARDRAIL_EMBEDDING_ENDPOINT") or None,
             "guardrail_safety_endpoint": env.get("MODELGATE_GUARDRAIL_SAFETY_ENDPOINT") or None,
         }
+        if env.get("MODELGATE_UPSTREAM_RETRY_BUDGET_S"):
+            values["upstream_retry_budget_s"] = float(env["MODELGATE_UPSTREAM_RETRY_BUDGET_S"])
         if env.get("MODELGATE_MAX_REQUEST_BYTES"):
             values["max_request_bytes"] = int(env["MODELGATE_MAX_REQUEST_BYTES"])
         values.update({k: v for k, v in overrides.items() if v is not None})

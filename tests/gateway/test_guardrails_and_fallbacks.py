@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -159,3 +160,26 @@ def test_fallback_moves_to_the_next_entity(server: LiveServer, upstream: FakeUps
         both_fail = _chat(c, "gr-fallback", "hi")
         assert both_fail.status_code == 429
         assert both_fail.json()["error_code"] == "REQUEST_LIMIT_EXCEEDED"
+
+
+def test_fallback_does_not_wait_for_the_retry_budget(server: LiveServer, upstream: FakeUpstreamThread) -> None:
+    """A failing entity with a long retry budget hands over at once when another entity can answer."""
+    failing = external_chat_config(upstream.base_url, "fail-503", api_key=UPSTREAM_KEY, entity_name="slow-primary")
+    failing["external_model"]["openai_config"]["retry_budget_s"] = 20
+    healthy = external_chat_config(upstream.base_url, "gpt-4o", api_key=UPSTREAM_KEY, entity_name="backup")
+    routes = {
+        "routes": [
+            {"served_entity_name": "slow-primary", "traffic_percentage": 100},
+            {"served_entity_name": "backup", "traffic_percentage": 0},
+        ]
+    }
+    with server.client() as c:
+        body = {"name": "gr-fallback-fast", "config": {"served_entities": [failing, healthy], "traffic_config": routes}}
+        assert c.post("/api/2.0/serving-endpoints", json=body).status_code == 200
+        _gateway(c, "gr-fallback-fast", {"fallback_config": {"enabled": True}})
+        started = time.monotonic()
+        resp = _chat(c, "gr-fallback-fast", "hi")
+        elapsed = time.monotonic() - started
+    assert resp.status_code == 200
+    assert resp.headers["served-model-name"] == "backup"
+    assert elapsed < 3, f"fell back only after {elapsed:.1f} s"

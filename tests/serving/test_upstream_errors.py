@@ -56,7 +56,8 @@ def test_upstream_status_through_openai_client(
         "message": "Received error from openai",
         "external_model_message": p.error_body(status, f"Injected {status} error")["error"],
     }
-    # One call upstream: the client was told not to retry and the endpoint has no fallback.
+    # One call upstream: the client was told not to retry, the endpoint has no fallback, and the test server's
+    # retry budget is 0 (tests/conftest.py; retries are covered in tests/providers/test_retries.py).
     assert [r.json["model"] for r in requests_with(upstream, marker)] == [f"fail-{status}"]
 
 

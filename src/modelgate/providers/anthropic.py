@@ -26,7 +26,6 @@ from modelgate.providers.anthropic_translate import (
 )
 from modelgate.providers.base import Json, Provider, ProviderConfig, ProviderDeps
 from modelgate.providers.openai_compat import response_as_chunks
-from modelgate.providers.upstream import UpstreamClient
 
 ANTHROPIC_DEFAULT_BASE = "https://api.anthropic.com"
 SecretField = str | dict[str, str] | None
@@ -58,7 +57,7 @@ class AnthropicProvider(Provider):
         self.api_key = self.secret(config.model_dump(), "anthropic_api_key")
         base = (config.anthropic_api_base or ANTHROPIC_DEFAULT_BASE).rstrip("/").removesuffix("/v1")
         self.url = f"{base}/v1/messages"
-        self.client = UpstreamClient(deps.http, self.name, deps.request_timeout_s)
+        self.client = self.upstream_client()
 
     def headers(self) -> dict[str, str]:
         key = self.api_key.get() if self.api_key else ""

@@ -12,13 +12,14 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import aiohttp
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError
 
 from modelgate.errors import BadRequest, InvalidParameterValue
 from modelgate.protocol.chat import ChatRequest
 from modelgate.protocol.common import describe_validation_error
 from modelgate.protocol.completions import CompletionRequest
 from modelgate.protocol.embeddings import EmbeddingRequest
+from modelgate.providers.upstream import DEFAULT_RETRY_BUDGET_S, UpstreamClient
 from modelgate.secrets import SecretResolver, SecretValue
 
 Json = dict[str, Any]
@@ -28,6 +29,9 @@ class ProviderConfig(BaseModel):
     """Base of `<provider>_config` models. Unknown keys are rejected so typos surface at create time."""
 
     model_config = ConfigDict(extra="forbid")
+    # modelgate extension `retry_budget_s`, accepted in every `<provider>_config`: how long transient
+    # upstream failures are retried for this endpoint (0 turns retries off). Set by `Provider.parse_config`.
+    _retry_budget_s: float | None = PrivateAttr(default=None)
 
 
 @dataclass
@@ -37,6 +41,8 @@ class ProviderDeps:
     http: aiohttp.ClientSession
     secrets: SecretResolver
     request_timeout_s: float = 600.0
+    # Server default for retrying transient upstream failures; an endpoint's `retry_budget_s` overrides it.
+    retry_budget_s: float = DEFAULT_RETRY_BUDGET_S
 
 
 class Provider:
@@ -59,12 +65,14 @@ class Provider:
             raw = {}
         if not isinstance(raw, dict):
             raise InvalidParameterValue(f"'{cls.config_key}' must be an object")
+        fields = {k: v for k, v in raw.items() if k != RETRY_BUDGET_FIELD}
         try:
-            config = cls.config_model.model_validate(raw)
+            config = cls.config_model.model_validate(fields)
         except ValidationError as exc:
             raise InvalidParameterValue(
                 f"Invalid '{cls.config_key}' for provider '{cls.name}': {describe_validation_error(exc)}"
             ) from None
+        config._retry_budget_s = _retry_budget(raw.get(RETRY_BUDGET_FIELD), cls.config_key)
         for field, required in cls.secret_fields:
             check_secret_pair(raw, field, cls.config_key, deps_required=required)
         return config
@@ -77,6 +85,16 @@ class Provider:
         if value is None:
             return None
         return SecretValue(value, f"{self.config_key}.{field}", self.deps.secrets)
+
+    def upstream_client(self) -> UpstreamClient:
+        """The HTTP client for this provider's upstream, with this endpoint's retry budget."""
+        budget = self.config._retry_budget_s
+        return UpstreamClient(
+            self.deps.http,
+            self.name,
+            self.deps.request_timeout_s,
+            retry_budget_s=self.deps.retry_budget_s if budget is None else budget,
+        )
 
     # -- calls -----------------------------------------------------------------------------------
     async def chat(self, request: ChatRequest) -> Json:
@@ -99,6 +117,20 @@ class Provider:
 
     def _unsupported(self, what: str) -> BadRequest:
         return BadRequest(f"Provider '{self.name}' does not support {what}.")
+
+
+RETRY_BUDGET_FIELD = "retry_budget_s"
+_MAX_RETRY_BUDGET_S = 600.0
+
+
+def _retry_budget(value: Any, where: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= _MAX_RETRY_BUDGET_S:
+        raise InvalidParameterValue(
+            f"{where}.{RETRY_BUDGET_FIELD} must be a number of seconds from 0 to {_MAX_RETRY_BUDGET_S:g}"
+        )
+    return float(value)
 
 
 def check_secret_pair(raw: Json, field: str, where: str, *, deps_required: bool) -> None:

@@ -16,7 +16,6 @@ from modelgate.protocol.common import GATEWAY_ONLY_FIELDS
 from modelgate.protocol.completions import CompletionRequest
 from modelgate.protocol.embeddings import EmbeddingRequest
 from modelgate.providers.base import Json, Provider, ProviderConfig, ProviderDeps
-from modelgate.providers.upstream import UpstreamClient
 
 _EXCLUDE = set(GATEWAY_ONLY_FIELDS)
 
@@ -27,7 +26,7 @@ class OpenAICompatibleProvider(Provider):
 
     def __init__(self, model_name: str, task: str, config: ProviderConfig, deps: ProviderDeps) -> None:
         super().__init__(model_name, task, config, deps)
-        self.client = UpstreamClient(deps.http, self.name, deps.request_timeout_s)
+        self.client = self.upstream_client()
 
     # Subclasses say where each task goes and how to authenticate.
     def url_for(self, route: str) -> str:

@@ -17,6 +17,9 @@ BUILTIN_PROVIDERS: dict[str, str] = {
     "custom": "modelgate.providers.custom:CustomProvider",
     "anthropic": "modelgate.providers.anthropic:AnthropicProvider",
     "palm": "modelgate.providers.palm:PalmProvider",
+    "ai21labs": "modelgate.providers.ai21labs:AI21LabsProvider",
+    "cohere": "modelgate.providers.cohere:CohereProvider",
+    "databricks-model-serving": "modelgate.providers.databricks_serving:DatabricksServingProvider",
 }
 
 

@@ -2,12 +2,22 @@
 
 aiohttp rather than httpx: at 64 requests in flight httpx.AsyncClient was 6-7x slower in the research
 (engines.md §4) and in bench/upstream_clients.py; one pooled keep-alive session serves every provider.
+
+Transient failures (connection errors, 429, 5xx) are retried here, for every provider, with exponential
+backoff and full jitter inside a per-endpoint time budget; a `Retry-After` from the provider sets the wait,
+and a wait that would end past the budget is not started: the failure goes back to the caller at once.
+Streams are retried only while opening, never after the first event reached the caller.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import logging
+import random
+import time
 from collections.abc import AsyncIterator
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
@@ -21,6 +31,11 @@ from modelgate.errors import (
 )
 
 Json = dict[str, Any]
+log = logging.getLogger(__name__)
+
+DEFAULT_RETRY_BUDGET_S = 30.0
+_BACKOFF_BASE_S = 0.25
+_BACKOFF_CAP_S = 8.0
 
 
 def upstream_error(provider: str, status: int, body: bytes, retry_after: str | None) -> ExternalModelError:
@@ -44,6 +59,42 @@ def upstream_error(provider: str, status: int, body: bytes, retry_after: str | N
     return ExternalModelError(provider, client_status, error_code_for_status(client_status), message, retry_after=retry)
 
 
+def is_transient(status: int) -> bool:
+    """Worth another try: rate limited or the upstream's own failure (incl. Anthropic's 529 overloaded)."""
+    return status == 429 or status >= 500
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """`Retry-After` as seconds: delta-seconds or an HTTP date (RFC 9110 §10.2.3); None if absent or bad."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def backoff_s(attempt: int) -> float:
+    """Full-jitter exponential backoff: uniform in [0, min(cap, base * 2**attempt)]."""
+    return random.uniform(0, min(_BACKOFF_CAP_S, _BACKOFF_BASE_S * 2**attempt))
+
+
+class _Transient(Exception):
+    """A failed attempt that may be retried; `error` is what the caller gets if it is not."""
+
+    def __init__(self, error: Exception, wait_s: float | None) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.wait_s = wait_s
+
+
 def _parse_retry_after(value: str | None) -> int | None:
     if not value:
         return None
@@ -53,20 +104,31 @@ def _parse_retry_after(value: str | None) -> int | None:
         return None
 
 
+# Dispatch lowers this while another served entity can take the request (fallbacks), so a failing entity
+# hands over at once instead of spending the whole retry budget first.
+RETRY_BUDGET_CAP: contextvars.ContextVar[float] = contextvars.ContextVar("retry_budget_cap", default=float("inf"))
+
+
 class UpstreamClient:
     """Posts JSON to one upstream base URL with the given headers, mapping failures to our errors."""
 
-    def __init__(self, http: aiohttp.ClientSession, provider: str, timeout_s: float) -> None:
+    def __init__(
+        self,
+        http: aiohttp.ClientSession,
+        provider: str,
+        timeout_s: float,
+        retry_budget_s: float = DEFAULT_RETRY_BUDGET_S,
+    ) -> None:
         self.http = http
         self.provider = provider
         self.timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=timeout_s)
+        self.retry_budget_s = retry_budget_s
 
     async def post_json(self, url: str, body: Json, headers: dict[str, str]) -> Json:
+        resp = await self._open(url, body, headers)
         try:
-            async with self.http.post(url, data=orjson.dumps(body), headers=headers, timeout=self.timeout) as resp:
+            async with resp:
                 raw = await resp.read()
-                if resp.status >= 400:
-                    raise upstream_error(self.provider, resp.status, raw, resp.headers.get("Retry-After"))
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
             raise self._unreachable(exc) from None
         except TimeoutError:
@@ -85,11 +147,9 @@ class UpstreamClient:
         Errors before the first event raise as usual. Closing the generator (a client that went away)
         closes the upstream connection, which cancels the upstream's work.
         """
+        resp = await self._open(url, body, headers)
         try:
-            async with self.http.post(url, data=orjson.dumps(body), headers=headers, timeout=self.timeout) as resp:
-                if resp.status >= 400:
-                    raw = await resp.read()
-                    raise upstream_error(self.provider, resp.status, raw, resp.headers.get("Retry-After"))
+            async with resp:
                 content_type = resp.headers.get("Content-Type", "")
                 if "text/event-stream" not in content_type:
                     # Some servers ignore stream=true and answer with one JSON body.
@@ -117,8 +177,50 @@ class UpstreamClient:
             raise ExternalModelError(
                 self.provider, 502, "TEMPORARILY_UNAVAILABLE", "upstream sent an event that is not JSON"
             ) from None
-        except asyncio.CancelledError:
-            raise
+
+    async def _open(self, url: str, body: Json, headers: dict[str, str]) -> aiohttp.ClientResponse:
+        """POST until a non-error response arrives, retrying transient failures within the budget."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + min(self.retry_budget_s, RETRY_BUDGET_CAP.get())
+        data = orjson.dumps(body)
+        attempt = 0
+        while True:
+            try:
+                return await self._attempt(url, data, headers)
+            except _Transient as failure:
+                wait = failure.wait_s if failure.wait_s is not None else backoff_s(attempt)
+                if loop.time() + wait > deadline:
+                    raise failure.error from None
+                attempt += 1
+                log.info(
+                    "%s upstream: transient %s (status %s); retry %d in %.2fs",
+                    self.provider,
+                    type(failure.error).__name__,
+                    getattr(failure.error, "status", "-"),
+                    attempt,
+                    wait,
+                )
+                await asyncio.sleep(wait)
+
+    async def _attempt(self, url: str, data: bytes, headers: dict[str, str]) -> aiohttp.ClientResponse:
+        try:
+            resp = await self.http.post(url, data=data, headers=headers, timeout=self.timeout)
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+            raise _Transient(self._unreachable(exc), None) from None
+        except TimeoutError:
+            raise DeadlineExceeded(f"The {self.provider} upstream did not answer in time.") from None
+        if resp.status < 400:
+            return resp
+        retry_after = resp.headers.get("Retry-After")
+        try:
+            async with resp:
+                raw = await resp.read()
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError):
+            raw = b""
+        error = upstream_error(self.provider, resp.status, raw, retry_after)
+        if is_transient(resp.status):
+            raise _Transient(error, retry_after_seconds(retry_after))
+        raise error
 
     def _unreachable(self, exc: Exception) -> TemporarilyUnavailable:
         return TemporarilyUnavailable(

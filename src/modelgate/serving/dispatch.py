@@ -29,6 +29,7 @@ from modelgate.protocol.chat import ChatRequest
 from modelgate.protocol.completions import CompletionRequest
 from modelgate.protocol.embeddings import EmbeddingRequest
 from modelgate.providers.base import Provider
+from modelgate.providers.upstream import RETRY_BUDGET_CAP
 from modelgate.serving.records import CallRecord, Observer
 from modelgate.serving.registry import EndpointRegistry, EndpointRuntime, EntityRuntime
 from modelgate.serving.streams import normalized_events
@@ -264,6 +265,8 @@ class InvocationService:
     ) -> tuple[Any, EntityRuntime]:
         last: ModelgateError | None = None
         for i, ent in enumerate(targets):
+            # Only the last candidate spends the retry budget; the others fail over at once.
+            cap = RETRY_BUDGET_CAP.set(float("inf") if i == len(targets) - 1 else 0.0)
             try:
                 return await call(self._backend(ent)), ent
             except ModelgateError as exc:
@@ -271,6 +274,8 @@ class InvocationService:
                 if not _retriable(exc) or i == len(targets) - 1:
                     raise
                 log.info("served entity %s failed with %s; falling back", ent.name, exc.status)
+            finally:
+                RETRY_BUDGET_CAP.reset(cap)
         raise last or TemporarilyUnavailable("The endpoint has no served entity that takes traffic.")
 
     def _estimated_usage(self, request: Request, body: Json) -> Json:

@@ -1,0 +1,236 @@
+"""A local fake of Cohere's v2 API (POST /v2/chat, POST /v2/embed), used in place of api.cohere.com.
+
+Built from the published request/response/stream examples (docs.cohere.com/reference/chat,
+/reference/chat-stream, /docs/streaming, /reference/embed, /reference/errors). It checks what a client sends:
+
+* ``Authorization: Bearer <key>`` (401 ``{"message": "invalid api token"}`` otherwise);
+* body: ``model`` and non-empty ``messages`` required; roles system/user/assistant/tool; a tool message's
+  ``tool_call_id`` must name a call of an earlier assistant message; OpenAI-only keys (top_p, top_k, stop, n,
+  max_completion_tokens, stream_options) are rejected like Cohere rejects unknown fields;
+* answers: ``message.content [{"type": "text", "text": "echo: <last user text>"}]``; with tools (and
+  tool_choice not NONE) on a fresh user turn, a tool call of the first tool with a sample input from its
+  schema, finish_reason TOOL_CALL; after a tool message, ``"tool said: <content>"``; usage counts words;
+* streaming: ``event:``/``data:`` SSE of message-start, content-start, content-delta per word, content-end,
+  or tool-plan-delta, tool-call-start, tool-call-delta (7-character argument fragments), tool-call-end, then
+  message-end with finish_reason and usage;
+* embed: ``texts``, ``input_type`` and ``embedding_types`` required; 4-dimensional float vectors;
+* ``fail_next(status, count, retry_after)`` fails the next requests with ``{"message": ...}``.
+
+Every request is recorded in ``.requests``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from tests.fakes.openai_payloads import sample_instance, word_pieces
+from tests.fakes.openai_upstream import RecordedRequest
+
+JSON = dict[str, Any]
+ROLES = {"system", "user", "assistant", "tool"}
+OPENAI_ONLY = {"top_p", "top_k", "stop", "n", "max_completion_tokens", "stream_options"}
+
+
+def _error(status: int, message: str, retry_after: int | None = None) -> web.Response:
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    return web.json_response({"message": message}, status=status, headers=headers)
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    return "".join(p.get("text", "") for p in content or [] if isinstance(p, dict))
+
+
+class FakeCohereUpstream:
+    def __init__(self, api_key: str) -> None:
+        self.api_key = api_key
+        self.requests: list[RecordedRequest] = []
+        self.failures: list[list[int | None]] = []  # [status, count, retry_after]
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/v2/chat", self._chat)
+        app.router.add_post("/v2/embed", self._embed)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _admit(self, request: web.Request) -> JSON | web.Response:
+        body = await request.json()
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        self.requests.append(RecordedRequest(request.method, request.path, headers, body))
+        if headers.get("authorization") != f"Bearer {self.api_key}":
+            return _error(401, "invalid api token")
+        if self.failures:
+            status, count, retry_after = self.failures[0]
+            assert status is not None and count is not None
+            self.failures[0][1] = count - 1
+            if count - 1 <= 0:
+                self.failures.pop(0)
+            return _error(status, f"Injected {status} error", retry_after)
+        if not isinstance(body, dict) or not body.get("model"):
+            return _error(400, "invalid request: model must be provided")
+        if str(body["model"]).startswith("fail-"):
+            status = int(str(body["model"])[5:])
+            return _error(status, f"Injected {status} error", 3 if status == 429 else None)
+        return body
+
+    # -- chat -------------------------------------------------------------------------------------
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        body = await self._admit(request)
+        if isinstance(body, web.Response):
+            return body
+        problem = self._check_chat(body)
+        if problem:
+            return _error(400, problem)
+        messages = body["messages"]
+        last = messages[-1]
+        tools = body.get("tools") or []
+        tool_call: JSON | None = None
+        if last["role"] == "tool":
+            text = f"tool said: {_text_of(last.get('content'))}"
+        elif tools and body.get("tool_choice") != "NONE":
+            fn = tools[0]["function"]
+            args = orjson.dumps(sample_instance(fn.get("parameters") or {})).decode()
+            tool_call = {
+                "id": f"{fn['name']}_1",
+                "type": "function",
+                "function": {"name": fn["name"], "arguments": args},
+            }
+            text = ""
+        else:
+            text = f"echo: {_text_of(last.get('content'))}"
+        words_in = sum(len(_text_of(m.get("content")).split()) for m in messages)
+        usage = {
+            "billed_units": {"input_tokens": words_in, "output_tokens": len(text.split())},
+            "tokens": {"input_tokens": words_in + 10, "output_tokens": len(text.split()) + (5 if tool_call else 0)},
+        }
+        finish = "TOOL_CALL" if tool_call else "COMPLETE"
+        if body.get("stream"):
+            return await self._stream(request, text, tool_call, finish, usage)
+        message: JSON = {"role": "assistant"}
+        if tool_call:
+            message["tool_plan"] = "I will call the tool."
+            message["tool_calls"] = [tool_call]
+        else:
+            message["content"] = [{"type": "text", "text": text}]
+        return web.json_response({"id": "c-1", "finish_reason": finish, "message": message, "usage": usage})
+
+    def _check_chat(self, body: JSON) -> str | None:
+        extra = OPENAI_ONLY & set(body)
+        if extra:
+            return f"invalid request: unknown field: parameter {sorted(extra)[0]} is not a valid field"
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            return "invalid request: messages must not be empty"
+        call_ids: set[str] = set()
+        for i, m in enumerate(messages):
+            if m.get("role") not in ROLES:
+                return f"invalid request: messages[{i}].role must be one of system, user, assistant, tool"
+            for c in m.get("tool_calls") or []:
+                call_ids.add(c["id"])
+            if m["role"] == "tool" and m.get("tool_call_id") not in call_ids:
+                return f"invalid request: messages[{i}].tool_call_id does not match a tool call"
+        return None
+
+    async def _stream(
+        self, request: web.Request, text: str, tool_call: JSON | None, finish: str, usage: JSON
+    ) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+
+        async def send(event: JSON) -> None:
+            await resp.write(f"event: {event['type']}\ndata: ".encode() + orjson.dumps(event) + b"\n\n")
+
+        start = {"role": "assistant", "content": [], "tool_plan": "", "tool_calls": [], "citations": []}
+        await send({"type": "message-start", "id": "c-1", "delta": {"message": start}})
+        if tool_call:
+            await send({"type": "tool-plan-delta", "delta": {"message": {"tool_plan": "I will call the tool."}}})
+            fn = tool_call["function"]
+            head = {"id": tool_call["id"], "type": "function", "function": {"name": fn["name"], "arguments": ""}}
+            await send({"type": "tool-call-start", "index": 0, "delta": {"message": {"tool_calls": head}}})
+            args = fn["arguments"]
+            for i in range(0, len(args), 7):
+                piece = {"tool_calls": {"function": {"arguments": args[i : i + 7]}}}
+                await send({"type": "tool-call-delta", "index": 0, "delta": {"message": piece}})
+            await send({"type": "tool-call-end", "index": 0})
+        else:
+            empty = {"content": {"type": "text", "text": ""}}
+            await send({"type": "content-start", "index": 0, "delta": {"message": empty}})
+            for piece in word_pieces(text):
+                await send({"type": "content-delta", "index": 0, "delta": {"message": {"content": {"text": piece}}}})
+            await send({"type": "content-end", "index": 0})
+        await send({"type": "message-end", "delta": {"finish_reason": finish, "usage": usage}})
+        await resp.write_eof()
+        return resp
+
+    # -- embed ------------------------------------------------------------------------------------
+    async def _embed(self, request: web.Request) -> web.StreamResponse:
+        body = await self._admit(request)
+        if isinstance(body, web.Response):
+            return body
+        texts = body.get("texts")
+        if not isinstance(texts, list) or not texts:
+            return _error(400, "invalid request: texts must be a non-empty list")
+        if not body.get("input_type") or not body.get("embedding_types"):
+            return _error(400, "invalid request: input_type and embedding_types are required for v3+ models")
+        vectors = [[round(len(t) / 100, 4), 0.5, -0.25, float(i)] for i, t in enumerate(texts)]
+        tokens = sum(len(t.split()) for t in texts)
+        return web.json_response(
+            {
+                "id": "e-1",
+                "embeddings": {"float": vectors},
+                "texts": texts,
+                "meta": {"api_version": {"version": "2"}, "billed_units": {"input_tokens": tokens}},
+                "response_type": "embeddings_by_type",
+            }
+        )
+
+
+class FakeCohereThread:
+    """Runs a :class:`FakeCohereUpstream` on its own event loop in a daemon thread."""
+
+    def __init__(self, api_key: str) -> None:
+        self.server = FakeCohereUpstream(api_key)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="fake-cohere", daemon=True)
+
+    def __enter__(self) -> FakeCohereThread:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self.server.start(), self._loop).result(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self.server.stop(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        return self.server.requests
+
+    def fail_next(self, status: int, count: int = 1, retry_after: int | None = None) -> None:
+        async def add() -> None:
+            self.server.failures.append([status, count, retry_after])
+
+        asyncio.run_coroutine_threadsafe(add(), self._loop).result(10)

@@ -1,0 +1,117 @@
+"""Provider `ai21labs` through the OpenAI client pointed at modelgate, against the fake AI21 Jamba API."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import openai
+import pytest
+
+from tests.fakes.ai21_upstream import FakeAI21Thread
+from tests.fakes.openai_upstream import RecordedRequest
+from tests.support.live import LiveServer, create_endpoint
+
+AI21_KEY = "ai21-test-key-0123456789"
+
+
+@pytest.fixture(scope="module")
+def ai21_fake() -> Iterator[FakeAI21Thread]:
+    with FakeAI21Thread(AI21_KEY) as fake:
+        yield fake
+
+
+@pytest.fixture
+def ai21_endpoint(server: LiveServer, ai21_fake: FakeAI21Thread, ep_name: Callable[..., str]) -> Callable[..., str]:
+    def make(key: str = AI21_KEY, **config: Any) -> str:
+        name = ep_name()
+        cfg = {"ai21labs_api_base": ai21_fake.url, "ai21labs_api_key_plaintext": key, **config}
+        entity = {
+            "external_model": {
+                "name": "jamba-large",
+                "provider": "ai21labs",
+                "task": "llm/v1/chat",
+                "ai21labs_config": cfg,
+            }
+        }
+        with server.client() as c:
+            create_endpoint(c, name, entity)
+        return name
+
+    return make
+
+
+def sent_with(fake: FakeAI21Thread, marker: str) -> list[RecordedRequest]:
+    return [r for r in fake.requests if marker in json.dumps(r.json)]
+
+
+def test_chat_drops_undocumented_fields(
+    oai: openai.OpenAI, ai21_fake: FakeAI21Thread, ai21_endpoint: Callable[..., str]
+) -> None:
+    name = ai21_endpoint()
+    marker = f"hello jamba {name}"
+    answer = oai.chat.completions.create(
+        model=name,
+        messages=[{"role": "system", "content": "be brief"}, {"role": "user", "content": marker}],
+        max_tokens=30,
+        temperature=0.2,
+        top_p=0.8,
+        stop=["END"],
+        seed=3,
+        presence_penalty=0.5,
+        extra_body={"top_k": 5},
+    )
+    assert answer.choices[0].message.content == f"echo: {marker}"
+    assert answer.usage is not None and answer.usage.prompt_tokens == 2 + len(marker.split())
+    [sent] = sent_with(ai21_fake, marker)
+    assert sent.path == "/studio/v1/chat/completions"
+    assert sent.headers["authorization"] == f"Bearer {AI21_KEY}"
+    assert sent.json == {
+        "model": "jamba-large",
+        "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": marker}],
+        "max_tokens": 30,
+        "temperature": 0.2,
+        "top_p": 0.8,
+        "stop": ["END"],
+    }
+
+
+def test_chat_stream(oai: openai.OpenAI, ai21_fake: FakeAI21Thread, ai21_endpoint: Callable[..., str]) -> None:
+    name = ai21_endpoint()
+    marker = f"stream jamba {name}"
+    chunks = list(
+        oai.chat.completions.create(
+            model=name,
+            messages=[{"role": "user", "content": marker}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == f"echo: {marker}"
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 1 + len(marker.split())
+    [sent] = sent_with(ai21_fake, marker)
+    assert sent.json["stream"] is True
+
+
+def test_upstream_503_is_retried(
+    oai: openai.OpenAI, ai21_fake: FakeAI21Thread, ai21_endpoint: Callable[..., str]
+) -> None:
+    name = ai21_endpoint(retry_budget_s=5)
+    marker = f"retry jamba {name}"
+    ai21_fake.fail_next(503, count=1, retry_after=0)
+    answer = oai.chat.completions.create(model=name, messages=[{"role": "user", "content": marker}])
+    assert answer.choices[0].message.content == f"echo: {marker}"
+    assert len(sent_with(ai21_fake, marker)) == 2
+
+
+def test_wrong_key_is_a_400_without_the_key(server: LiveServer, ai21_endpoint: Callable[..., str]) -> None:
+    wrong = "ai21-wrong-key-55555"
+    name = ai21_endpoint(key=wrong)
+    with server.client() as c:
+        resp = c.post(f"/serving-endpoints/{name}/invocations", json={"messages": [{"role": "user", "content": "x"}]})
+    assert resp.status_code == 400
+    assert resp.json()["error_code"] == "BAD_REQUEST"
+    assert resp.json()["external_model_message"] == {"detail": "Forbidden: Bad or missing API token."}
+    assert wrong not in resp.text
+    assert wrong not in server.log()

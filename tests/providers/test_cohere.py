@@ -1,0 +1,259 @@
+"""Provider `cohere` through the OpenAI client pointed at modelgate, against the fake Cohere v2 server:
+what the fake received (exact bodies and auth) and what the client got back."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import openai
+import pytest
+
+from tests.fakes.cohere_upstream import FakeCohereThread
+from tests.fakes.openai_upstream import RecordedRequest
+from tests.support.live import LiveServer, create_endpoint
+
+COHERE_KEY = "co-test-key-0123456789"
+WEATHER_TOOL: Any = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Weather for a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def cohere_fake() -> Iterator[FakeCohereThread]:
+    with FakeCohereThread(COHERE_KEY) as fake:
+        yield fake
+
+
+def cohere_entity(base: str, model: str, task: str = "llm/v1/chat", **config: Any) -> dict[str, Any]:
+    cfg = {"cohere_api_base": base, "cohere_api_key_plaintext": COHERE_KEY, **config}
+    return {"external_model": {"name": model, "provider": "cohere", "task": task, "cohere_config": cfg}}
+
+
+@pytest.fixture
+def cohere_endpoint(
+    server: LiveServer, cohere_fake: FakeCohereThread, ep_name: Callable[..., str]
+) -> Callable[..., str]:
+    def make(model: str = "command-a-03-2025", task: str = "llm/v1/chat", **config: Any) -> str:
+        name = ep_name(model.replace(".", "-"))
+        with server.client() as c:
+            create_endpoint(c, name, cohere_entity(cohere_fake.url, model, task, **config))
+        return name
+
+    return make
+
+
+def sent_with(fake: FakeCohereThread, marker: str) -> list[RecordedRequest]:
+    return [r for r in fake.requests if marker in json.dumps(r.json)]
+
+
+def test_chat_translates_both_ways(
+    oai: openai.OpenAI, cohere_fake: FakeCohereThread, cohere_endpoint: Callable[..., str]
+) -> None:
+    name = cohere_endpoint()
+    marker = f"hello cohere {name}"
+    answer = oai.chat.completions.create(
+        model=name,
+        messages=[
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": "first"},
+            {"role": "assistant", "content": "echo: first"},
+            {"role": "user", "content": marker},
+        ],
+        max_tokens=50,
+        temperature=0.3,
+        top_p=0.9,
+        stop=["END"],
+        seed=7,
+        extra_body={"top_k": 40},
+    )
+    assert answer.choices[0].message.content == f"echo: {marker}"
+    assert answer.choices[0].finish_reason == "stop"
+    words_in = 2 + 1 + 2 + len(marker.split())
+    assert answer.usage is not None
+    assert (answer.usage.prompt_tokens, answer.usage.completion_tokens) == (words_in + 10, 1 + len(marker.split()))
+    [sent] = sent_with(cohere_fake, marker)
+    assert sent.path == "/v2/chat"
+    assert sent.headers["authorization"] == f"Bearer {COHERE_KEY}"
+    assert sent.json == {
+        "model": "command-a-03-2025",
+        "messages": [
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": "first"},
+            {"role": "assistant", "content": "echo: first"},
+            {"role": "user", "content": marker},
+        ],
+        "max_tokens": 50,
+        "temperature": 0.3,
+        "p": 0.9,
+        "k": 40,
+        "seed": 7,
+        "stop_sequences": ["END"],
+    }
+
+
+def test_chat_stream(oai: openai.OpenAI, cohere_fake: FakeCohereThread, cohere_endpoint: Callable[..., str]) -> None:
+    name = cohere_endpoint()
+    marker = f"stream cohere {name}"
+    chunks = list(
+        oai.chat.completions.create(
+            model=name,
+            messages=[{"role": "user", "content": marker}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == f"echo: {marker}"
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["stop"]
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == 1 + len(marker.split())
+    [sent] = sent_with(cohere_fake, marker)
+    assert sent.json == {
+        "model": "command-a-03-2025",
+        "messages": [{"role": "user", "content": marker}],
+        "stream": True,
+    }
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_tool_call_and_result_round_trip(
+    oai: openai.OpenAI, cohere_fake: FakeCohereThread, cohere_endpoint: Callable[..., str], stream: bool
+) -> None:
+    name = cohere_endpoint()
+    marker = f"weather in Paris {name}"
+    messages: Any = [{"role": "user", "content": marker}]
+    if stream:
+        calls: dict[int, dict[str, str]] = {}
+        finish = []
+        for chunk in oai.chat.completions.create(model=name, messages=messages, tools=[WEATHER_TOOL], stream=True):
+            for choice in chunk.choices:
+                finish.append(choice.finish_reason)
+                for tc in choice.delta.tool_calls or []:
+                    entry = calls.setdefault(tc.index, {"id": "", "name": "", "arguments": ""})
+                    entry["id"] += tc.id or ""
+                    entry["name"] += (tc.function and tc.function.name) or ""
+                    entry["arguments"] += (tc.function and tc.function.arguments) or ""
+        assert finish[-1] == "tool_calls"
+        assert list(calls) == [0]
+        call_id, call_name, call_args = calls[0]["id"], calls[0]["name"], calls[0]["arguments"]
+    else:
+        answer = oai.chat.completions.create(model=name, messages=messages, tools=[WEATHER_TOOL])
+        assert answer.choices[0].finish_reason == "tool_calls"
+        tool_calls = answer.choices[0].message.tool_calls
+        assert tool_calls is not None and len(tool_calls) == 1
+        call_id, call_name, call_args = tool_calls[0].id, tool_calls[0].function.name, tool_calls[0].function.arguments
+    assert (call_id, call_name) == ("get_weather_1", "get_weather")
+    assert json.loads(call_args) == {"city": "Paris"}
+
+    history: Any = [
+        *messages,
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": call_id, "type": "function", "function": {"name": call_name, "arguments": call_args}}
+            ],
+        },
+        {"role": "tool", "tool_call_id": call_id, "content": "sunny, 21C"},
+    ]
+    final = oai.chat.completions.create(model=name, messages=history, tools=[WEATHER_TOOL], tool_choice="auto")
+    assert final.choices[0].message.content == "tool said: sunny, 21C"
+    first, second = sent_with(cohere_fake, marker)
+    assert first.json["tools"] == [WEATHER_TOOL]
+    assert second.json["messages"] == [
+        {"role": "user", "content": marker},
+        {
+            "role": "assistant",
+            "tool_calls": [
+                {"id": call_id, "type": "function", "function": {"name": call_name, "arguments": call_args}}
+            ],
+        },
+        {"role": "tool", "tool_call_id": call_id, "content": "sunny, 21C"},
+    ]
+    assert "tool_choice" not in second.json
+
+
+def test_tool_choice_and_structured_output(
+    oai: openai.OpenAI, cohere_fake: FakeCohereThread, cohere_endpoint: Callable[..., str]
+) -> None:
+    name = cohere_endpoint()
+    other: Any = {"type": "function", "function": {"name": "other", "parameters": {"type": "object"}}}
+    marker = f"forced {name}"
+    oai.chat.completions.create(
+        model=name,
+        messages=[{"role": "user", "content": marker}],
+        tools=[other, WEATHER_TOOL],
+        tool_choice={"type": "function", "function": {"name": "get_weather"}},
+    )
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
+    marker2 = f"json {name}"
+    oai.chat.completions.create(
+        model=name,
+        messages=[{"role": "user", "content": marker2}],
+        response_format={"type": "json_schema", "json_schema": {"name": "s", "schema": schema}},
+    )
+    [forced] = sent_with(cohere_fake, marker)
+    assert (forced.json["tools"], forced.json["tool_choice"]) == ([WEATHER_TOOL], "REQUIRED")
+    [structured] = sent_with(cohere_fake, marker2)
+    assert structured.json["response_format"] == {"type": "json_object", "json_schema": schema}
+
+
+def test_embeddings(oai: openai.OpenAI, cohere_fake: FakeCohereThread, cohere_endpoint: Callable[..., str]) -> None:
+    name = cohere_endpoint("embed-v4.0", "llm/v1/embeddings")
+    marker = f"embed {name}"
+    result = oai.embeddings.create(model=name, input=[marker, "two words"])
+    assert [d.index for d in result.data] == [0, 1]
+    assert result.data[1].embedding == pytest.approx([0.09, 0.5, -0.25, 1.0], rel=1e-6)  # float32 on the wire
+    assert result.usage.prompt_tokens == len(marker.split()) + 2
+    [sent] = sent_with(cohere_fake, marker)
+    assert sent.path == "/v2/embed"
+    assert sent.json == {
+        "model": "embed-v4.0",
+        "texts": [marker, "two words"],
+        "input_type": "search_document",
+        "embedding_types": ["float"],
+    }
+
+
+def test_errors_keep_cohere_message(
+    server: LiveServer, cohere_fake: FakeCohereThread, cohere_endpoint: Callable[..., str]
+) -> None:
+    name = cohere_endpoint("fail-429")
+    with server.client() as c:
+        resp = c.post(f"/serving-endpoints/{name}/invocations", json={"messages": [{"role": "user", "content": "x"}]})
+    assert resp.status_code == 429
+    assert resp.headers["retry-after"] == "3"
+    assert resp.json() == {
+        "error_code": "REQUEST_LIMIT_EXCEEDED",
+        "message": "Received error from cohere",
+        "external_model_message": {"message": "Injected 429 error"},
+    }
+
+
+def test_wrong_key_is_a_400_without_the_key(
+    server: LiveServer, cohere_fake: FakeCohereThread, cohere_endpoint: Callable[..., str]
+) -> None:
+    wrong = "co-wrong-key-987654321"
+    name = cohere_endpoint(cohere_api_key_plaintext=wrong)
+    with server.client() as c:
+        resp = c.post(f"/serving-endpoints/{name}/invocations", json={"messages": [{"role": "user", "content": "x"}]})
+    assert resp.status_code == 400
+    assert resp.json()["external_model_message"] == {"message": "invalid api token"}
+    assert wrong not in resp.text
+    assert wrong not in server.log()
+
+
+def test_n_above_one_is_a_clear_400(server: LiveServer, cohere_endpoint: Callable[..., str]) -> None:
+    name = cohere_endpoint()
+    with server.client() as c:
+        resp = c.post(
+            f"/serving-endpoints/{name}/invocations", json={"messages": [{"role": "user", "content": "x"}], "n": 2}
+        )
+    assert resp.status_code == 400
+    assert resp.json() == {"error_code": "BAD_REQUEST", "message": "Provider 'cohere' does not support n > 1."}
