@@ -20,7 +20,9 @@ from modelgate.auth.authenticator import Authenticator
 from modelgate.auth.oauth import OAuthIssuer, load_or_create_signing_key
 from modelgate.auth.principal import Principal
 from modelgate.auth.tokens import PAT_PATTERN, create_token, ensure_principal, list_tokens, register_token_value
-from modelgate.config_file import apply_endpoints, load_endpoints
+from modelgate.config_file import apply_endpoints, load_endpoints, load_models
+from modelgate.engines.catalog import DEFAULT_EMBEDDING_ENDPOINT, LocalCatalog
+from modelgate.engines.exposure import expose_endpoints, exposes_defaults
 from modelgate.errors import Cancelled, EndpointNotFound, InternalError, MethodNotAllowed, ModelgateError
 from modelgate.gateway.guardrails import SAFETY_PROMPT, Guardrails
 from modelgate.gateway.ratelimit import MemoryCounters, RateLimiter, RedisCounters
@@ -188,8 +190,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
 def _connect_guardrails(guardrails: Guardrails, services: Services) -> None:
     """Let guardrails query this server's own endpoints (topics by embeddings, safety by a judge model)."""
     settings, invocations, admin = services.settings, services.invocations, services.admin
-    if settings.guardrail_embedding_endpoint:
-        embedding_endpoint = settings.guardrail_embedding_endpoint
+    # valid_topics compares with the built-in local embedding model unless another endpoint is named.
+    embedding_endpoint = settings.guardrail_embedding_endpoint or (
+        DEFAULT_EMBEDDING_ENDPOINT if exposes_defaults() else None
+    )
+    if embedding_endpoint:
 
         async def embed(texts: list[str]) -> list[list[float]]:
             result = await invocations.call(admin, embedding_endpoint, EmbeddingRequest(input=texts))
@@ -243,8 +248,14 @@ async def _start(settings: Settings) -> Services:
         # Upstream calls carry no cookies; skipping the jar saves work on every call.
         cookie_jar=aiohttp.DummyCookieJar(),
     )
-    deps = ProviderDeps(http=http, secrets=resolver, request_timeout_s=settings.upstream_timeout_s)
-    factory = EntityFactory(ProviderRegistry(), deps, cipher)
+    deps = ProviderDeps(
+        http=http,
+        secrets=resolver,
+        request_timeout_s=settings.upstream_timeout_s,
+        retry_budget_s=settings.upstream_retry_budget_s,
+    )
+    catalog = LocalCatalog.with_defaults(load_models(settings.config_file) if settings.config_file else [])
+    factory = EntityFactory(ProviderRegistry(), deps, cipher, catalog=catalog)
     registry = EndpointRegistry(db, factory, poll_interval_s=settings.registry_poll_s)
     await registry.start()
     metrics = ServingMetrics()
@@ -280,6 +291,7 @@ async def _start(settings: Settings) -> Services:
     services.authenticator.add_verifier(services.oauth.verify)
     if settings.config_file is not None:
         await apply_endpoints(services.endpoints, admin, load_endpoints(settings.config_file))
+    await expose_endpoints(services.endpoints, admin, catalog)
     return services
 
 

@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from modelgate.auth.principal import Principal
+from modelgate.engines.catalog import ModelEntry, parse_entries
 from modelgate.errors import InvalidParameterValue, ResourceDoesNotExist
 from modelgate.protocol.common import validate_request
 from modelgate.protocol.endpoints import CreateEndpointRequest, PatchTagsRequest
@@ -62,9 +63,9 @@ def load_endpoints(path: Path) -> list[CreateEndpointRequest]:
         raise ConfigFileError(f"cannot read config file {path}: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigFileError(f"{path}: the top level must be a mapping with an 'endpoints' list")
-    unknown = set(data) - {"endpoints"}
+    unknown = set(data) - {"endpoints", "models"}
     if unknown:
-        raise ConfigFileError(f"{path}: unknown top-level keys {sorted(unknown)}; expected 'endpoints'")
+        raise ConfigFileError(f"{path}: unknown top-level keys {sorted(unknown)}; expected 'endpoints', 'models'")
     raw = data.get("endpoints") or []
     if not isinstance(raw, list):
         raise ConfigFileError(f"{path}: 'endpoints' must be a list")
@@ -83,7 +84,20 @@ def load_endpoints(path: Path) -> list[CreateEndpointRequest]:
         except InvalidParameterValue as exc:
             raise ConfigFileError(f"{path}: endpoints[{i}]: {exc.message}") from None
         out.append(req)
+    load_models(path)  # so a bad `models:` list also stops `serve` with one clear line
     return out
+
+
+def load_models(path: Path) -> list[ModelEntry]:
+    """The optional top-level `models:` list: local catalog models (see docs/local_models.md)."""
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigFileError(f"cannot read config file {path}: {exc}") from None
+    try:
+        return parse_entries(data.get("models") if isinstance(data, dict) else None)
+    except InvalidParameterValue as exc:
+        raise ConfigFileError(f"{path}: {exc.message}") from None
 
 
 def _check_providers(req: CreateEndpointRequest) -> None:

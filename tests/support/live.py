@@ -47,6 +47,8 @@ class LiveServer:
             **os.environ,
             "MODELGATE_ADMIN_TOKEN": self.admin_token,
             "PYTHONUNBUFFERED": "1",
+            # Test servers start with no endpoints unless a test asks for the built-in embedding one.
+            "MODELGATE_EXPOSE_DEFAULT_MODELS": "0",
             **(env or {}),
         }
         if database_url:
