@@ -95,3 +95,22 @@ def test_bad_calls_fail_before_any_row_is_sent(aiq: SparkAiQuery) -> None:
         aiq.sql("SELECT ai_query('no-such-endpoint', 'x')")
     with pytest.raises(AiQueryError, match="returnType"):
         aiq.sql(f"SELECT ai_query('{CHAT}', 'x', returnType => 'STRUCT<')")
+
+
+def test_struct_return_type_and_response_formats(aiq: SparkAiQuery, upstream: FakeUpstreamThread) -> None:
+    rt = "STRUCT<label: STRING, score: DOUBLE, n: INT, tags: ARRAY<STRING>>"
+    df = aiq.sql(f"SELECT ai_query('{CHAT}', 'classify me', returnType => '{rt}') AS v")
+    assert df.schema["v"].dataType.simpleString() == "struct<label:string,score:double,n:int,tags:array<string>>"
+    assert df.first()["v"].asDict() == {"label": "Paris", "score": 1.0, "n": 1, "tags": []}
+    upstream.reset()
+    row = aiq.sql(
+        f"""SELECT ai_query('{CHAT}', 'json please', responseFormat => '{{"type": "json_object"}}') AS j,
+                   ai_query('{CHAT}', 'Paris has 2M people',
+                            responseFormat => 'STRUCT<extraction: STRUCT<city: STRING, population: BIGINT>>') AS d"""
+    ).first()
+    assert row["j"] == '{"echo": "json please"}'
+    assert row["d"] == '{"city": "Paris", "population": 1}'
+    formats = sorted(
+        r.json["response_format"]["type"] for r in upstream.requests if r.json and "response_format" in r.json
+    )
+    assert formats == ["json_object", "json_schema"]
