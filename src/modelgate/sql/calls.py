@@ -8,6 +8,7 @@ the first row is sent.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +16,7 @@ import orjson
 
 from modelgate.sql import ddl
 from modelgate.sql.errors import AiQueryError, EndpointCallError
+from modelgate.sql.sqltext import Call, bool_literal, string_literal
 
 Json = dict[str, Any]
 
@@ -167,3 +169,61 @@ def parse_response_format(text: str) -> Json:
 
 def _json_schema_format(name: str, t: ddl.StructType) -> Json:
     return {"type": "json_schema", "json_schema": {"name": name, "schema": ddl.json_schema(t), "strict": True}}
+
+
+POSITIONAL = ("endpoint", "request", "returnType", "failOnError")
+NAMED = {n.lower(): n for n in (*POSITIONAL, "modelParameters", "responseFormat", "files")}
+
+
+def bind_arguments(call: Call) -> dict[str, str]:
+    """Positional and named arguments by their Databricks names."""
+    bound: dict[str, str] = {}
+    for i, arg in enumerate(call.args):
+        if arg.name is None:
+            if any(a.name for a in call.args[:i]):
+                raise AiQueryError("ai_query: positional arguments must come before named ones")
+            if i >= len(POSITIONAL):
+                raise AiQueryError(
+                    "ai_query takes at most 4 positional arguments (endpoint, request, returnType, failOnError)"
+                )
+            name = POSITIONAL[i]
+        else:
+            known = NAMED.get(arg.name.lower())
+            if known is None:
+                raise AiQueryError(f"ai_query: unknown argument '{arg.name}' (known: {', '.join(NAMED.values())})")
+            name = known
+        if name in bound:
+            raise AiQueryError(f"ai_query: argument '{name}' is given twice")
+        bound[name] = arg.text
+    missing = [n for n in ("endpoint", "request") if n not in bound]
+    if missing:
+        raise AiQueryError(f"ai_query: missing argument {' and '.join(missing)}")
+    return bound
+
+
+def optional_argument(text: str | None, parse: Callable[[str], Any], default: Any = None) -> Any:
+    if text is None or text.strip().lower() == "null":
+        return default
+    return parse(text)
+
+
+def spec_for_call(
+    call: Call, task_of: Callable[[str], str | None], constant_struct: Callable[[str], dict[str, Any]]
+) -> tuple[dict[str, str], CallSpec]:
+    """An ai_query call site's arguments (by Databricks name) and its resolved spec; the same for every engine.
+
+    `task_of` looks the endpoint up; `constant_struct` evaluates modelParameters in the engine's own SQL.
+    """
+    args = bind_arguments(call)
+    endpoint = string_literal(args["endpoint"], "endpoint")
+    if "files" in args:
+        raise AiQueryError("ai_query: files => is not supported by modelgate yet")
+    spec = build_spec(
+        endpoint,
+        task_of(endpoint),
+        return_type=optional_argument(args.get("returnType"), lambda t: string_literal(t, "returnType")),
+        fail_on_error=optional_argument(args.get("failOnError"), lambda t: bool_literal(t, "failOnError"), True),
+        model_parameters=optional_argument(args.get("modelParameters"), constant_struct),
+        response_format=optional_argument(args.get("responseFormat"), lambda t: string_literal(t, "responseFormat")),
+    )
+    return args, spec

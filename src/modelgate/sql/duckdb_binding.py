@@ -15,26 +15,21 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from modelgate.sql import ddl
-from modelgate.sql.calls import CallSpec, build_spec
+from modelgate.sql.calls import CallSpec, spec_for_call
 from modelgate.sql.client import ClientConfig, Progress, ServingClient
 from modelgate.sql.config import resolve_credentials
 from modelgate.sql.errors import AiQueryError
 from modelgate.sql.sqltext import (
     Call,
-    bool_literal,
     find_calls,
     replace_calls,
     row_query,
     spark_struct_to_duckdb,
     split_statements,
-    string_literal,
 )
 
 if TYPE_CHECKING:
     import duckdb
-
-POSITIONAL = ("endpoint", "request", "returnType", "failOnError")
-NAMED = {n.lower(): n for n in (*POSITIONAL, "modelParameters", "responseFormat", "files")}
 
 
 class AiQueryConnection:
@@ -124,18 +119,8 @@ class AiQueryConnection:
         return replace_calls(statement, "ai_query", self._rewrite)
 
     def _rewrite(self, call: Call) -> str:
-        args = _bind(call)
-        endpoint = string_literal(args["endpoint"], "endpoint")
-        if "files" in args:
-            raise AiQueryError("ai_query: files => is not supported by modelgate yet")
-        spec = build_spec(
-            endpoint,
-            self.client.endpoint_task(endpoint),
-            return_type=_optional(args.get("returnType"), lambda t: string_literal(t, "returnType")),
-            fail_on_error=_optional(args.get("failOnError"), lambda t: bool_literal(t, "failOnError"), True),
-            model_parameters=_optional(args.get("modelParameters"), self._constant_struct),
-            response_format=_optional(args.get("responseFormat"), lambda t: string_literal(t, "responseFormat")),
-        )
+        args, spec = spec_for_call(call, self.client.endpoint_task, self._constant_struct)
+        endpoint = spec.endpoint
         udf = self._udf(spec)
         request = self.prepare(args["request"])  # a nested ai_query feeds this one
         wrong = (
@@ -190,38 +175,6 @@ class AiQueryConnection:
         )
         self._udfs[spec] = name
         return name
-
-
-def _bind(call: Call) -> dict[str, str]:
-    """Positional and named arguments by their Databricks names."""
-    bound: dict[str, str] = {}
-    for i, arg in enumerate(call.args):
-        if arg.name is None:
-            if any(a.name for a in call.args[:i]):
-                raise AiQueryError("ai_query: positional arguments must come before named ones")
-            if i >= len(POSITIONAL):
-                raise AiQueryError(
-                    "ai_query takes at most 4 positional arguments (endpoint, request, returnType, failOnError)"
-                )
-            name = POSITIONAL[i]
-        else:
-            known = NAMED.get(arg.name.lower())
-            if known is None:
-                raise AiQueryError(f"ai_query: unknown argument '{arg.name}' (known: {', '.join(NAMED.values())})")
-            name = known
-        if name in bound:
-            raise AiQueryError(f"ai_query: argument '{name}' is given twice")
-        bound[name] = arg.text
-    missing = [n for n in ("endpoint", "request") if n not in bound]
-    if missing:
-        raise AiQueryError(f"ai_query: missing argument {' and '.join(missing)}")
-    return bound
-
-
-def _optional(text: str | None, parse: Callable[[str], Any], default: Any = None) -> Any:
-    if text is None or text.strip().lower() == "null":
-        return default
-    return parse(text)
 
 
 def _sql_escape(text: str) -> str:

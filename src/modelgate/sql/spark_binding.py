@@ -19,12 +19,11 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from modelgate.sql import ddl
-from modelgate.sql.calls import CallSpec, build_spec
+from modelgate.sql.calls import CallSpec, spec_for_call
 from modelgate.sql.client import ClientConfig, ServingClient
 from modelgate.sql.config import resolve_credentials
-from modelgate.sql.duckdb_binding import _bind, _optional
 from modelgate.sql.errors import AiQueryError
-from modelgate.sql.sqltext import Call, bool_literal, replace_calls, string_literal
+from modelgate.sql.sqltext import Call, replace_calls
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -72,18 +71,7 @@ class SparkAiQuery:
         self.client.close()
 
     def _rewrite(self, call: Call) -> str:
-        args = _bind(call)
-        endpoint = string_literal(args["endpoint"], "endpoint")
-        if "files" in args:
-            raise AiQueryError("ai_query: files => is not supported by modelgate yet")
-        spec = build_spec(
-            endpoint,
-            self.client.endpoint_task(endpoint),
-            return_type=_optional(args.get("returnType"), lambda t: string_literal(t, "returnType")),
-            fail_on_error=_optional(args.get("failOnError"), lambda t: bool_literal(t, "failOnError"), True),
-            model_parameters=_optional(args.get("modelParameters"), self._constant_struct),
-            response_format=_optional(args.get("responseFormat"), lambda t: string_literal(t, "responseFormat")),
-        )
+        args, spec = spec_for_call(call, self.client.endpoint_task, self._constant_struct)
         request = self.prepare(args["request"])
         return f"{self._udf(spec)}(CAST(({request}) AS STRING))"
 
