@@ -30,13 +30,11 @@ Every request is recorded (method, path, lower-cased headers, JSON body) in ``.r
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import hashlib
 import io
 import itertools
-import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +43,7 @@ from aiohttp import web
 
 from tests.fakes.openai_payloads import sample_instance, word_pieces
 from tests.fakes.openai_upstream import RecordedRequest
+from tests.fakes.threaded import ThreadedFake
 
 JSON = dict[str, Any]
 VERSION = "2023-06-01"
@@ -376,41 +375,15 @@ def _block_events(index: int, block: JSON) -> list[JSON]:
     return events
 
 
-class FakeAnthropicThread:
+class FakeAnthropicThread(ThreadedFake):
     """Runs a :class:`FakeAnthropicUpstream` on its own event loop in a daemon thread."""
 
     def __init__(self, api_key: str) -> None:
-        self.server = FakeAnthropicUpstream(api_key)
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="fake-anthropic", daemon=True)
-
-    def __enter__(self) -> FakeAnthropicThread:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self.server.start(), self._loop).result(10)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        asyncio.run_coroutine_threadsafe(self.server.stop(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    @property
-    def requests(self) -> list[RecordedRequest]:
-        return self.server.requests
-
-    def _on_loop(self, fn: Any, *args: Any) -> None:
-        async def call() -> None:
-            fn(*args)
-
-        asyncio.run_coroutine_threadsafe(call(), self._loop).result(10)
+        super().__init__(FakeAnthropicUpstream(api_key), "fake-anthropic")
+        self.server: FakeAnthropicUpstream
 
     def fail_next(self, status: int, count: int = 1, retry_after: int | None = None) -> None:
-        self._on_loop(self.server.fail_next, status, count, retry_after)
+        self.on_loop(self.server.fail_next, status, count, retry_after)
 
     def reset(self) -> None:
-        self._on_loop(self.server.reset)
+        self.on_loop(self.server.reset)

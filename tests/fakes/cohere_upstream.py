@@ -21,8 +21,6 @@ Every request is recorded in ``.requests``.
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from typing import Any
 
 import orjson
@@ -30,6 +28,7 @@ from aiohttp import web
 
 from tests.fakes.openai_payloads import sample_instance, word_pieces
 from tests.fakes.openai_upstream import RecordedRequest
+from tests.fakes.threaded import ThreadedFake
 
 JSON = dict[str, Any]
 ROLES = {"system", "user", "assistant", "tool"}
@@ -202,35 +201,12 @@ class FakeCohereUpstream:
         )
 
 
-class FakeCohereThread:
+class FakeCohereThread(ThreadedFake):
     """Runs a :class:`FakeCohereUpstream` on its own event loop in a daemon thread."""
 
     def __init__(self, api_key: str) -> None:
-        self.server = FakeCohereUpstream(api_key)
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="fake-cohere", daemon=True)
-
-    def __enter__(self) -> FakeCohereThread:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self.server.start(), self._loop).result(10)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        asyncio.run_coroutine_threadsafe(self.server.stop(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    @property
-    def requests(self) -> list[RecordedRequest]:
-        return self.server.requests
+        super().__init__(FakeCohereUpstream(api_key), "fake-cohere")
+        self.server: FakeCohereUpstream
 
     def fail_next(self, status: int, count: int = 1, retry_after: int | None = None) -> None:
-        async def add() -> None:
-            self.server.failures.append([status, count, retry_after])
-
-        asyncio.run_coroutine_threadsafe(add(), self._loop).result(10)
+        self.on_loop(self.server.failures.append, [status, count, retry_after])
