@@ -249,11 +249,35 @@ def test_wrong_key_is_a_400_without_the_key(
     assert wrong not in server.log()
 
 
-def test_n_above_one_is_a_clear_400(server: LiveServer, cohere_endpoint: Callable[..., str]) -> None:
+def test_n_fans_out_into_n_choices(
+    oai: openai.OpenAI, cohere_fake: FakeCohereThread, cohere_endpoint: Callable[..., str]
+) -> None:
+    name = cohere_endpoint()
+    marker = f"fan out {name}"
+    answer = oai.chat.completions.create(model=name, messages=[{"role": "user", "content": marker}], n=3)
+    assert [(c.index, c.message.content, c.finish_reason) for c in answer.choices] == [
+        (i, f"echo: {marker}", "stop") for i in range(3)
+    ]
+    sent = sent_with(cohere_fake, marker)
+    assert len(sent) == 3
+    assert all(
+        r.json == {"model": "command-a-03-2025", "messages": [{"role": "user", "content": marker}]} for r in sent
+    )
+    assert answer.usage is not None
+    # The fake counts words; its `tokens.input_tokens` adds 10 for Cohere's own preamble. Usage is summed.
+    words_in, words_out = len(marker.split()) + 10, 1 + len(marker.split())
+    assert (answer.usage.prompt_tokens, answer.usage.completion_tokens) == (3 * words_in, 3 * words_out)
+
+
+def test_n_above_one_streaming_is_a_clear_400(server: LiveServer, cohere_endpoint: Callable[..., str]) -> None:
     name = cohere_endpoint()
     with server.client() as c:
         resp = c.post(
-            f"/serving-endpoints/{name}/invocations", json={"messages": [{"role": "user", "content": "x"}], "n": 2}
+            f"/serving-endpoints/{name}/invocations",
+            json={"messages": [{"role": "user", "content": "x"}], "n": 2, "stream": True},
         )
     assert resp.status_code == 400
-    assert resp.json() == {"error_code": "BAD_REQUEST", "message": "Provider 'cohere' does not support n > 1."}
+    assert resp.json() == {
+        "error_code": "BAD_REQUEST",
+        "message": "Provider 'cohere' does not support n > 1 when streaming.",
+    }

@@ -8,13 +8,16 @@ Example upstream call (docs.cohere.com/reference/chat):
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 from pydantic import Field
 
+from modelgate.errors import BadRequest
 from modelgate.protocol.chat import ChatRequest
 from modelgate.protocol.embeddings import EmbeddingRequest
 from modelgate.providers import cohere_translate as t
+from modelgate.providers.anthropic_translate import merge_choices
 from modelgate.providers.base import Json, Provider, ProviderConfig, ProviderDeps
 from modelgate.providers.openai_compat import response_as_chunks
 
@@ -47,12 +50,24 @@ class CohereProvider(Provider):
 
     async def chat(self, request: ChatRequest) -> Json:
         body = t.chat_body(request, self.model_name)
+        n = request.n or 1
+        if n == 1:
+            return await self._one(body)
+        # Cohere has no `n`: n calls in parallel, merged into n choices.
+        return merge_choices(list(await asyncio.gather(*(self._one(body) for _ in range(n)))))
+
+    async def _one(self, body: Json) -> Json:
         resp = await self.client.post_json(f"{self.base}/v2/chat", body, self.headers())
         return t.chat_response(resp, self.model_name)
 
-    async def chat_stream(self, request: ChatRequest) -> AsyncIterator[Json]:
+    def chat_stream(self, request: ChatRequest) -> AsyncIterator[Json]:
+        if (request.n or 1) > 1:  # raised before the stream starts, so the client gets a plain 400
+            raise BadRequest("Provider 'cohere' does not support n > 1 when streaming.")
         body = t.chat_body(request, self.model_name)
         body["stream"] = True
+        return self._stream(body)
+
+    async def _stream(self, body: Json) -> AsyncIterator[Json]:
         translator = t.StreamTranslator(self.model_name)
         async for event in self.client.stream_sse(f"{self.base}/v2/chat", body, self.headers()):
             whole = event.get("__whole_response__")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from modelgate.errors import BadRequest
 from modelgate.protocol.chat import ChatRequest
 from modelgate.protocol.embeddings import EmbeddingRequest
 
@@ -27,9 +26,7 @@ def chat_body(request: ChatRequest, model: str) -> Json:
     {"model": "command-a-03-2025", "messages": [{"role": "user", "content": "Hello"}], "p": 0.9, "k": 40,
      "stop_sequences": ["END"], "tools": [{"type": "function", "function": {"name": ..., "parameters": ...}}]}
     """
-    if (request.n or 1) > 1:
-        raise BadRequest("Provider 'cohere' does not support n > 1.")
-    data = request.model_dump(exclude_none=True, by_alias=True)
+    data = request.model_dump(exclude_none=True, by_alias=True, exclude={"n"})
     body: Json = {"model": model, "messages": [_message(m) for m in data["messages"]]}
     for ours, theirs in _RENAMED.items():
         if data.get(ours) is not None:

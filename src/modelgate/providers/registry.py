@@ -19,7 +19,9 @@ BUILTIN_PROVIDERS: dict[str, str] = {
     "palm": "modelgate.providers.palm:PalmProvider",
     "ai21labs": "modelgate.providers.ai21labs:AI21LabsProvider",
     "cohere": "modelgate.providers.cohere:CohereProvider",
+    "amazon-bedrock": "modelgate.providers.bedrock:BedrockProvider",
     "databricks-model-serving": "modelgate.providers.databricks_serving:DatabricksServingProvider",
+    "google-cloud-vertex-ai": "modelgate.providers.vertex:VertexProvider",
 }
 
 

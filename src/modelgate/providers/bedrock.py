@@ -1,0 +1,150 @@
+"""Provider `amazon-bedrock`: chat through Converse (POST /model/{modelId}/converse), streaming through
+ConverseStream (/model/{modelId}/converse-stream, AWS event-stream framing decoded with botocore's own
+parser) and embeddings through InvokeModel (/model/{modelId}/invoke).
+
+Config (reference §5.4): aws_region (required), bedrock_provider (anthropic, cohere, ai21labs, amazon, grok;
+case-insensitive), aws_access_key_id / aws_secret_access_key (secret references or `_plaintext`), and the
+modelgate extension bedrock_endpoint_url (default https://bedrock-runtime.{region}.amazonaws.com) for
+proxies and tests. Every request is signed with botocore's SigV4 (service "bedrock"). Translation lives in
+`bedrock_translate.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import orjson
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+from botocore.eventstream import EventStreamBuffer, EventStreamError
+from pydantic import Field, field_validator
+
+from modelgate.errors import DeadlineExceeded, ExternalModelError
+from modelgate.protocol.chat import ChatRequest
+from modelgate.protocol.embeddings import EmbeddingRequest
+from modelgate.providers import bedrock_translate as t
+from modelgate.providers.base import Json, Provider, ProviderConfig, ProviderDeps
+from modelgate.providers.upstream import upstream_error
+
+SecretField = str | dict[str, str] | None
+BEDROCK_PROVIDERS = ("anthropic", "cohere", "ai21labs", "amazon", "grok")
+# ConverseStream exception events (`:exception-type`) and the HTTP status each stands for.
+_STREAM_EXCEPTIONS = {
+    "throttlingException": 429,
+    "validationException": 400,
+    "serviceUnavailableException": 503,
+    "internalServerException": 500,
+    "modelStreamErrorException": 502,
+}
+
+
+class BedrockConfig(ProviderConfig):
+    aws_region: str = Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d+$")
+    bedrock_provider: str
+    aws_access_key_id: SecretField = None
+    aws_access_key_id_plaintext: SecretField = None
+    aws_secret_access_key: SecretField = None
+    aws_secret_access_key_plaintext: SecretField = None
+    bedrock_endpoint_url: str | None = Field(default=None, pattern=r"^https?://")
+
+    @field_validator("bedrock_provider")
+    @classmethod
+    def _known_provider(cls, value: str) -> str:
+        value = value.lower()
+        if value not in BEDROCK_PROVIDERS:
+            raise ValueError(f"must be one of {', '.join(BEDROCK_PROVIDERS)}")
+        return value
+
+
+class BedrockProvider(Provider):
+    name = "amazon-bedrock"
+    config_key = "amazon_bedrock_config"
+    config_model = BedrockConfig
+    secret_fields = (("aws_access_key_id", True), ("aws_secret_access_key", True))
+
+    def __init__(self, model_name: str, task: str, config: ProviderConfig, deps: ProviderDeps) -> None:
+        super().__init__(model_name, task, config, deps)
+        assert isinstance(config, BedrockConfig)
+        raw = config.model_dump()
+        self.region = config.aws_region
+        self.bedrock_provider = config.bedrock_provider
+        self.access_key = self.secret(raw, "aws_access_key_id")
+        self.secret_key = self.secret(raw, "aws_secret_access_key")
+        default = f"https://bedrock-runtime.{self.region}.amazonaws.com"
+        self.base = (config.bedrock_endpoint_url or default).rstrip("/")
+        self.client = self.upstream_client()
+
+    def _url(self, action: str) -> str:
+        return f"{self.base}/model/{quote(self.model_name, safe=':')}/{action}"
+
+    def _signed_headers(self, url: str, body: Json, accept: str = "application/json") -> dict[str, str]:
+        """SigV4 headers for POSTing `body`; UpstreamClient serializes it to the same bytes (orjson)."""
+        access = self.access_key.get() if self.access_key else ""
+        secret = self.secret_key.get() if self.secret_key else ""
+        request = AWSRequest(
+            method="POST",
+            url=url,
+            data=orjson.dumps(body),
+            headers={"Content-Type": "application/json", "Accept": accept},
+        )
+        SigV4Auth(Credentials(access, secret), "bedrock", self.region).add_auth(request)
+        return {k: v for k, v in request.headers.items()}
+
+    async def _post(self, action: str, body: Json) -> Json:
+        url = self._url(action)
+        return await self.client.post_json(url, body, self._signed_headers(url, body))
+
+    async def chat(self, request: ChatRequest) -> Json:
+        body, format_tool = t.converse_body(request, self.bedrock_provider)
+        resp = await self._post("converse", body)
+        return t.chat_response(resp, self.model_name, format_tool)
+
+    async def chat_stream(self, request: ChatRequest) -> AsyncIterator[Json]:
+        body, format_tool = t.converse_body(request, self.bedrock_provider)
+        url = self._url("converse-stream")
+        headers = self._signed_headers(url, body, "application/vnd.amazon.eventstream")
+        translator = t.StreamTranslator(self.model_name, format_tool)
+        async for kind, event in self._events(url, body, headers):
+            for chunk in translator.feed(kind, event):
+                yield chunk
+
+    async def _events(self, url: str, body: Json, headers: dict[str, str]) -> AsyncIterator[tuple[str, Json]]:
+        """(event type, payload) of each event-stream message; exception messages raise."""
+        resp = await self.client._open(url, body, headers)  # retried while opening, like SSE streams
+        buffer = EventStreamBuffer()
+        try:
+            async with resp:
+                async for data in resp.content.iter_any():
+                    buffer.add_data(data)
+                    for message in buffer:
+                        yield self._decode(message.headers, message.payload)
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+            raise self.client._unreachable(exc) from None
+        except TimeoutError:
+            raise DeadlineExceeded(f"The {self.name} upstream did not answer in time.") from None
+        except EventStreamError:
+            raise ExternalModelError(
+                self.name, 502, "TEMPORARILY_UNAVAILABLE", "upstream sent a malformed event-stream frame"
+            ) from None
+
+    def _decode(self, headers: dict[str, Any], payload: bytes) -> tuple[str, Json]:
+        try:
+            event = orjson.loads(payload) if payload else {}
+        except orjson.JSONDecodeError:
+            event = {"message": payload[:2000].decode("utf-8", "replace")}
+        if headers.get(":message-type") == "exception":
+            status = _STREAM_EXCEPTIONS.get(str(headers.get(":exception-type")), 502)
+            raise upstream_error(self.name, status, payload, None)
+        if headers.get(":message-type") == "error":
+            raise upstream_error(self.name, 502, orjson.dumps({"message": headers.get(":error-message")}), None)
+        return str(headers.get(":event-type")), event if isinstance(event, dict) else {}
+
+    async def embeddings(self, request: EmbeddingRequest) -> Json:
+        bodies = t.embed_bodies(request, self.bedrock_provider)
+        answers = await asyncio.gather(*(self._post("invoke", body) for body in bodies))
+        return t.embed_response(list(answers), request.inputs(), self.model_name)

@@ -1,0 +1,185 @@
+"""Provider `google-cloud-vertex-ai`: Gemini through generateContent / streamGenerateContent, text embeddings
+through :predict, on https://{region}-aiplatform.googleapis.com/v1/projects/{project}/locations/{region}/
+publishers/google/models/{model}:{method}.
+
+Config (reference §5.4): project_id, region, private_key (a secret reference) or private_key_plaintext — the
+service account's JSON key. modelgate extensions: `vertex_api_base` (replaces the regional host, for proxies
+and tests) and `vertex_token_uri` (replaces the key's token_uri). The key is exchanged for an OAuth access
+token by google-auth; the token is cached and refreshed in a worker thread, since google-auth is blocking.
+Translation lives in `vertex_translate.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import google.auth.exceptions
+import google.auth.transport
+from google.oauth2 import service_account
+from pydantic import Field
+
+from modelgate.errors import ExternalModelError, InvalidParameterValue
+from modelgate.protocol.chat import ChatRequest
+from modelgate.protocol.embeddings import EmbeddingRequest
+from modelgate.providers import vertex_translate as t
+from modelgate.providers.base import Json, Provider, ProviderConfig, ProviderDeps
+from modelgate.providers.openai_compat import response_as_chunks
+from modelgate.secrets import SecretValue
+
+SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
+SecretField = str | dict[str, str] | None
+_TOKEN_TIMEOUT_S = 30.0
+
+
+class VertexConfig(ProviderConfig):
+    project_id: str = Field(min_length=1, pattern=r"^[a-z0-9\-.:]+$")
+    region: str = Field(min_length=1, pattern=r"^[a-z0-9\-]+$")
+    private_key: SecretField = None
+    private_key_plaintext: SecretField = None
+    # modelgate extension: base URL instead of https://{region}-aiplatform.googleapis.com (proxies, tests).
+    vertex_api_base: str | None = Field(default=None, pattern=r"^https?://")
+    # modelgate extension: the OAuth token endpoint instead of the key's own token_uri (tests).
+    vertex_token_uri: str | None = Field(default=None, pattern=r"^https?://")
+
+
+class _Response(google.auth.transport.Response):
+    def __init__(self, status: int, headers: Mapping[str, str], data: bytes) -> None:
+        self._status, self._headers, self._data = status, dict(headers), data
+
+    @property
+    def status(self) -> int:
+        return self._status
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return self._headers
+
+    @property
+    def data(self) -> bytes:
+        return self._data
+
+
+class _UrllibRequest(google.auth.transport.Request):
+    """google-auth's HTTP hook over the standard library (the `requests` package is not a dependency)."""
+
+    def __call__(
+        self,
+        url: str,
+        method: str = "GET",
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> _Response:
+        req = urllib.request.Request(url, data=body, headers=dict(headers or {}), method=method)
+        try:
+            with urllib.request.urlopen(req, timeout=timeout or _TOKEN_TIMEOUT_S) as resp:
+                return _Response(resp.status, dict(resp.headers.items()), resp.read())
+        except urllib.error.HTTPError as exc:
+            return _Response(exc.code, dict(exc.headers.items()), exc.read())
+        except (urllib.error.URLError, OSError) as exc:
+            reason = f"token endpoint unreachable: {type(exc).__name__}"
+            raise google.auth.exceptions.TransportError(reason) from exc  # type: ignore[no-untyped-call]
+
+
+class VertexTokenSource:
+    """Access tokens for one service-account key: cached, refreshed off the event loop, one refresh at a time.
+
+    The key is read through its SecretValue on every call, so a rotated secret builds new credentials.
+    """
+
+    def __init__(self, key: SecretValue, token_uri: str | None) -> None:
+        self.key = key
+        self.token_uri = token_uri
+        self._raw: str | None = None
+        self._creds: service_account.Credentials | None = None
+        self._lock = asyncio.Lock()
+
+    def _credentials(self) -> service_account.Credentials:
+        raw = self.key.get()
+        if self._creds is None or raw != self._raw:
+            try:
+                info = json.loads(raw)
+                if not isinstance(info, dict):
+                    raise ValueError("not an object")
+                if self.token_uri:
+                    info["token_uri"] = self.token_uri
+                self._creds = service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call]
+                    info, scopes=SCOPES
+                )
+            except (ValueError, KeyError) as exc:
+                raise InvalidParameterValue(
+                    "google_cloud_vertex_ai_config.private_key must be a service account's JSON key "
+                    f"(with client_email, private_key and token_uri): {type(exc).__name__}"
+                ) from None
+            self._raw = raw
+        return self._creds
+
+    async def token(self) -> str:
+        async with self._lock:
+            creds = self._credentials()
+            if not creds.valid:
+                try:
+                    await asyncio.to_thread(creds.refresh, _UrllibRequest())
+                except google.auth.exceptions.RefreshError as exc:
+                    message = {"message": f"service account token refresh failed: {exc.args[0] if exc.args else ''}"}
+                    raise ExternalModelError("google-cloud-vertex-ai", 400, "BAD_REQUEST", message) from None
+                except google.auth.exceptions.TransportError as exc:
+                    message = {"message": f"service account token refresh failed: {exc}"}
+                    raise ExternalModelError(
+                        "google-cloud-vertex-ai", 503, "TEMPORARILY_UNAVAILABLE", message, retry_after=1
+                    ) from None
+            return str(creds.token)
+
+
+class VertexProvider(Provider):
+    name = "google-cloud-vertex-ai"
+    config_key = "google_cloud_vertex_ai_config"
+    config_model = VertexConfig
+    secret_fields = (("private_key", True),)
+
+    def __init__(self, model_name: str, task: str, config: ProviderConfig, deps: ProviderDeps) -> None:
+        super().__init__(model_name, task, config, deps)
+        assert isinstance(config, VertexConfig)
+        key = self.secret(config.model_dump(), "private_key")
+        assert key is not None  # required by secret_fields
+        self.tokens = VertexTokenSource(key, config.vertex_token_uri)
+        base = (config.vertex_api_base or f"https://{config.region}-aiplatform.googleapis.com").rstrip("/")
+        base = base.removesuffix("/v1")
+        self.model_url = (
+            f"{base}/v1/projects/{config.project_id}/locations/{config.region}/publishers/google/models/{model_name}"
+        )
+        self.client = self.upstream_client()
+
+    async def headers(self) -> dict[str, str]:
+        return {"Content-Type": "application/json", "Authorization": f"Bearer {await self.tokens.token()}"}
+
+    async def chat(self, request: ChatRequest) -> Json:
+        body = t.chat_body(request)
+        resp = await self.client.post_json(f"{self.model_url}:generateContent", body, await self.headers())
+        return t.chat_response(resp, self.model_name)
+
+    async def chat_stream(self, request: ChatRequest) -> AsyncIterator[Json]:
+        body = t.chat_body(request)
+        url = f"{self.model_url}:streamGenerateContent?alt=sse"
+        translator = t.StreamTranslator(self.model_name)
+        async for event in self.client.stream_sse(url, body, await self.headers()):
+            whole = event.get("__whole_response__")
+            if whole is not None:  # an upstream that answered with one JSON body
+                for chunk in response_as_chunks(t.chat_response(whole, self.model_name)):
+                    yield chunk
+                return
+            for chunk in translator.feed(event):
+                yield chunk
+        for chunk in translator.close():
+            yield chunk
+
+    async def embeddings(self, request: EmbeddingRequest) -> Json:
+        body = t.embed_body(request)
+        resp = await self.client.post_json(f"{self.model_url}:predict", body, await self.headers())
+        return t.embed_response(resp, self.model_name)

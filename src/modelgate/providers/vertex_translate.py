@@ -1,0 +1,358 @@
+"""Pure translation between our OpenAI-shaped requests/answers and Vertex AI's Gemini and embedding APIs.
+
+Gemini (cloud.google.com/vertex-ai/generative-ai/docs/model-reference/inference) takes `contents` with roles
+`user`/`model` made of `parts`; the system prompt goes to `systemInstruction`, sampling knobs to
+`generationConfig`, tools to `functionDeclarations`. Tool results become `functionResponse` parts in a user
+turn, named after the call they answer; the history keeps only keys Gemini accepts (no `id`/`type` on
+function calls, `args` as an object), since gateways that leaked OpenAI keys there got the history rejected.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+
+from modelgate.errors import BadRequest
+from modelgate.protocol.chat import ChatRequest
+from modelgate.protocol.embeddings import EmbeddingRequest
+
+Json = dict[str, Any]
+
+# Candidate.finishReason → OpenAI finish_reason.
+FINISH_REASONS = {
+    "STOP": "stop",
+    "MAX_TOKENS": "length",
+    "SAFETY": "content_filter",
+    "RECITATION": "content_filter",
+    "BLOCKLIST": "content_filter",
+    "PROHIBITED_CONTENT": "content_filter",
+    "SPII": "content_filter",
+}
+# reasoning_effort → thinkingConfig.thinkingBudget (tokens).
+EFFORT_BUDGETS = {"minimal": 512, "low": 1024, "medium": 8192, "high": 24576, "xhigh": 32768, "max": 32768}
+# JSON-schema keys Gemini's OpenAPI-subset responseSchema rejects.
+_SCHEMA_DROP = {"additionalProperties", "$schema", "strict"}
+
+
+def chat_body(request: ChatRequest) -> Json:
+    """A generateContent body. Example (…/model-reference/inference#sample-requests):
+    {"systemInstruction": {"parts": [{"text": "be brief"}]},
+     "contents": [{"role": "user", "parts": [{"text": "Hello"}]}],
+     "generationConfig": {"temperature": 0.3, "topP": 0.9, "topK": 40, "maxOutputTokens": 50,
+                          "stopSequences": ["END"], "candidateCount": 1}}
+    """
+    data = request.model_dump(exclude_none=True, by_alias=True)
+    system: list[Json] = []
+    contents: list[Json] = []
+    names_by_id: dict[str, str] = {}
+    for msg in data["messages"]:
+        role = msg["role"]
+        if role in ("system", "developer"):
+            system.append({"text": _text(msg.get("content"))})
+        elif role == "tool":
+            name = names_by_id.get(msg.get("tool_call_id") or "")
+            if name is None:
+                raise BadRequest("A tool message's tool_call_id must name a tool call of an earlier assistant message.")
+            part = {"functionResponse": {"name": name, "response": _tool_result(_text(msg.get("content")))}}
+            if contents and contents[-1]["role"] == "user" and "functionResponse" in contents[-1]["parts"][0]:
+                contents[-1]["parts"].append(part)  # parallel results answer in one turn
+            else:
+                contents.append({"role": "user", "parts": [part]})
+        elif role == "assistant":
+            parts = _assistant_parts(msg)
+            for call in msg.get("tool_calls") or []:
+                names_by_id[call["id"]] = call["function"]["name"]
+            contents.append({"role": "model", "parts": parts or [{"text": ""}]})
+        else:
+            contents.append({"role": "user", "parts": _user_parts(msg.get("content"))})
+    body: Json = {"contents": contents}
+    if system:
+        body["systemInstruction"] = {"parts": system}
+    config = _generation_config(data, request)
+    if config:
+        body["generationConfig"] = config
+    if data.get("tools"):
+        body["tools"] = [{"functionDeclarations": [_declaration(t["function"]) for t in data["tools"]]}]
+        tool_config = _tool_config(data.get("tool_choice"))
+        if tool_config:
+            body["toolConfig"] = tool_config
+    if request.extra_params:
+        body.update(request.extra_params)
+    return body
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    return "".join(p.get("text", "") for p in content or [] if p.get("type") == "text")
+
+
+def _tool_result(text: str) -> Json:
+    """Gemini wants an object: a JSON object result is passed as is, anything else under `content`."""
+    try:
+        parsed = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        parsed = None
+    return parsed if isinstance(parsed, dict) else {"content": text}
+
+
+def _user_parts(content: Any) -> list[Json]:
+    if isinstance(content, str):
+        return [{"text": content}]
+    parts: list[Json] = []
+    for p in content or []:
+        if p["type"] == "text":
+            parts.append({"text": p["text"]})
+        elif p["type"] == "image_url":
+            parts.append(_image(p["image_url"]["url"]))
+        else:
+            raise BadRequest(f"Provider 'google-cloud-vertex-ai' does not support '{p['type']}' content parts.")
+    return parts or [{"text": ""}]
+
+
+def _image(url: str) -> Json:
+    if url.startswith("data:"):
+        head, _, b64 = url.partition(",")
+        return {"inlineData": {"mimeType": head[5:].split(";")[0], "data": b64}}
+    ext = url.rsplit(".", 1)[-1].lower()
+    mime = {"png": "image/png", "gif": "image/gif", "webp": "image/webp"}.get(ext, "image/jpeg")
+    return {"fileData": {"mimeType": mime, "fileUri": url}}
+
+
+def _assistant_parts(msg: Json) -> list[Json]:
+    parts: list[Json] = []
+    content = msg.get("content")
+    if isinstance(content, str):
+        if content:
+            parts.append({"text": content})
+    else:
+        for p in content or []:
+            if p["type"] == "text" and p.get("text"):
+                parts.append({"text": p["text"]})
+            elif p["type"] == "reasoning":
+                for item in p.get("summary") or []:  # thoughts round-trip with their signature
+                    thought: Json = {"text": item.get("text") or "", "thought": True}
+                    if item.get("signature"):
+                        thought["thoughtSignature"] = item["signature"]
+                    parts.append(thought)
+    for call in msg.get("tool_calls") or []:
+        fn = call["function"]
+        try:
+            args = orjson.loads(fn["arguments"] or "{}")
+        except orjson.JSONDecodeError:
+            raise BadRequest(f"Tool call {call['id']!r} has arguments that are not JSON.") from None
+        parts.append({"functionCall": {"name": fn["name"], "args": args if isinstance(args, dict) else {}}})
+    return parts
+
+
+def _generation_config(data: Json, request: ChatRequest) -> Json:
+    config: Json = {}
+    for ours, theirs in (("temperature", "temperature"), ("top_p", "topP"), ("top_k", "topK"), ("seed", "seed")):
+        if data.get(ours) is not None:
+            config[theirs] = data[ours]
+    for ours, theirs in (("presence_penalty", "presencePenalty"), ("frequency_penalty", "frequencyPenalty")):
+        if data.get(ours) is not None:
+            config[theirs] = data[ours]
+    max_tokens = data.get("max_completion_tokens") or data.get("max_tokens")
+    if max_tokens is not None:
+        config["maxOutputTokens"] = max_tokens
+    stop = data.get("stop")
+    if stop is not None:
+        config["stopSequences"] = [stop] if isinstance(stop, str) else stop
+    if (request.n or 1) > 1:
+        config["candidateCount"] = request.n
+    fmt = data.get("response_format") or {}
+    if fmt.get("type") == "json_object":
+        config["responseMimeType"] = "application/json"
+    elif fmt.get("type") == "json_schema":
+        config["responseMimeType"] = "application/json"
+        schema = (fmt.get("json_schema") or {}).get("schema")
+        if schema is not None:
+            config["responseSchema"] = _gemini_schema(schema)
+    thinking = _thinking_config(request)
+    if thinking is not None:
+        config["thinkingConfig"] = thinking
+    return config
+
+
+def _gemini_schema(schema: Any) -> Any:
+    if isinstance(schema, dict):
+        return {k: _gemini_schema(v) for k, v in schema.items() if k not in _SCHEMA_DROP}
+    if isinstance(schema, list):
+        return [_gemini_schema(v) for v in schema]
+    return schema
+
+
+def _thinking_config(request: ChatRequest) -> Json | None:
+    if request.thinking is not None:
+        if request.thinking.type == "disabled":
+            return {"thinkingBudget": 0}
+        return {"thinkingBudget": request.thinking.budget_tokens or -1, "includeThoughts": True}
+    effort = request.reasoning_effort
+    if effort is None:
+        return None
+    if effort == "none":
+        return {"thinkingBudget": 0}
+    return {"thinkingBudget": EFFORT_BUDGETS[effort], "includeThoughts": True}
+
+
+def _declaration(fn: Json) -> Json:
+    decl: Json = {"name": fn["name"]}
+    if fn.get("description"):
+        decl["description"] = fn["description"]
+    if fn.get("parameters"):
+        decl["parameters"] = _gemini_schema(fn["parameters"])
+    return decl
+
+
+def _tool_config(choice: Any) -> Json | None:
+    if choice in (None, "auto"):
+        return None
+    if choice == "none":
+        return {"functionCallingConfig": {"mode": "NONE"}}
+    if choice == "required":
+        return {"functionCallingConfig": {"mode": "ANY"}}
+    name = (choice.get("function") or {}).get("name")
+    return {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": [name]}}
+
+
+def usage(meta: Json | None) -> Json:
+    """usageMetadata {promptTokenCount, candidatesTokenCount, thoughtsTokenCount, totalTokenCount} → usage."""
+    meta = meta or {}
+    prompt = int(meta.get("promptTokenCount") or 0)
+    completion = int(meta.get("candidatesTokenCount") or 0) + int(meta.get("thoughtsTokenCount") or 0)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def _tool_call(call: Json, index: int) -> Json:
+    call_id = call.get("id") or f"call_{index}_{call.get('name')}"
+    args = orjson.dumps(call.get("args") or {}).decode()
+    return {"id": call_id, "type": "function", "function": {"name": call.get("name"), "arguments": args}}
+
+
+def _finish(reason: Any, has_calls: bool) -> str:
+    if has_calls:
+        return "tool_calls"
+    return FINISH_REASONS.get(str(reason), "stop")
+
+
+def chat_response(resp: Json, model: str) -> Json:
+    """A generateContent answer → chat.completion. Example (…/model-reference/inference#response):
+    {"candidates": [{"content": {"role": "model", "parts": [{"text": "Hi"}]}, "finishReason": "STOP"}],
+     "usageMetadata": {"promptTokenCount": 5, "candidatesTokenCount": 2, "totalTokenCount": 7},
+     "modelVersion": "gemini-2.5-flash", "responseId": "abc"}
+    """
+    choices = []
+    for i, cand in enumerate(resp.get("candidates") or []):
+        texts: list[str] = []
+        reasoning: list[Json] = []
+        calls: list[Json] = []
+        for part in (cand.get("content") or {}).get("parts") or []:
+            if "functionCall" in part:
+                calls.append(_tool_call(part["functionCall"], len(calls)))
+            elif part.get("thought"):
+                item = {"type": "summary_text", "text": part.get("text", ""), "signature": part.get("thoughtSignature")}
+                reasoning.append({"type": "reasoning", "summary": [item]})
+            elif "text" in part:
+                texts.append(part["text"])
+        text = "".join(texts)
+        content: Any = [*reasoning, {"type": "text", "text": text}] if reasoning else (text or None)
+        message: Json = {"role": "assistant", "content": content}
+        if calls:
+            message["tool_calls"] = calls
+        finish = _finish(cand.get("finishReason"), bool(calls))
+        choices.append({"index": cand.get("index", i), "message": message, "finish_reason": finish})
+    return {
+        "id": resp.get("responseId"),
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": choices,
+        "usage": usage(resp.get("usageMetadata")),
+    }
+
+
+class StreamTranslator:
+    """streamGenerateContent?alt=sse events → chat.completion.chunk dicts. Each event is a partial
+    GenerateContentResponse: new parts per candidate, `finishReason` on the last, `usageMetadata` (running
+    totals) on any; usage goes out once, after the stream, in a chunk with no choices.
+    """
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        self.id: str | None = None
+        self.created = int(time.time())
+        self.started: set[int] = set()
+        self.calls: dict[int, int] = {}
+        self.usage: Json | None = None
+
+    def _chunk(self, index: int, delta: Json, finish: str | None = None) -> Json:
+        choice = {"index": index, "delta": delta, "finish_reason": finish}
+        return {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": [choice],
+        }
+
+    def feed(self, event: Json) -> list[Json]:
+        self.id = self.id or event.get("responseId")
+        if event.get("usageMetadata"):
+            self.usage = event["usageMetadata"]
+        out: list[Json] = []
+        for i, cand in enumerate(event.get("candidates") or []):
+            index = cand.get("index", i)
+            if index not in self.started:
+                self.started.add(index)
+                out.append(self._chunk(index, {"role": "assistant", "content": ""}))
+            for part in (cand.get("content") or {}).get("parts") or []:
+                if "functionCall" in part:
+                    n = self.calls.get(index, 0)
+                    self.calls[index] = n + 1
+                    out.append(
+                        self._chunk(index, {"tool_calls": [{"index": n, **_tool_call(part["functionCall"], n)}]})
+                    )
+                elif part.get("thought"):
+                    item = {
+                        "type": "summary_text",
+                        "text": part.get("text", ""),
+                        "signature": part.get("thoughtSignature"),
+                    }
+                    out.append(self._chunk(index, {"content": [{"type": "reasoning", "summary": [item]}]}))
+                elif part.get("text"):
+                    out.append(self._chunk(index, {"content": part["text"]}))
+            if cand.get("finishReason"):
+                out.append(self._chunk(index, {}, _finish(cand["finishReason"], bool(self.calls.get(index)))))
+        return out
+
+    def close(self) -> list[Json]:
+        last = self._chunk(0, {})
+        return [{**last, "choices": [], "usage": usage(self.usage)}]
+
+
+def embed_body(request: EmbeddingRequest) -> Json:
+    """A text-embedding :predict body. Example (…/model-reference/text-embeddings-api):
+    {"instances": [{"content": "hello"}], "parameters": {"outputDimensionality": 256}}
+    """
+    body: Json = {"instances": [{"content": t} for t in request.inputs()]}
+    if request.dimensions is not None:
+        body["parameters"] = {"outputDimensionality": request.dimensions}
+    if request.extra_params:
+        body.update(request.extra_params)
+    return body
+
+
+def embed_response(resp: Json, model: str) -> Json:
+    """A :predict answer → OpenAI embeddings list. Example (…/model-reference/text-embeddings-api):
+    {"predictions": [{"embeddings": {"values": [0.01, -0.02], "statistics": {"token_count": 1,
+     "truncated": false}}}]}
+    """
+    data, tokens = [], 0
+    for i, pred in enumerate(resp.get("predictions") or []):
+        emb = pred.get("embeddings") or {}
+        tokens += int((emb.get("statistics") or {}).get("token_count") or 0)
+        data.append({"object": "embedding", "index": i, "embedding": emb.get("values") or []})
+    return {"object": "list", "model": model, "data": data, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}

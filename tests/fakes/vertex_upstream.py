@@ -1,0 +1,249 @@
+"""A local fake of Vertex AI (Google's OAuth token endpoint, Gemini generateContent/streamGenerateContent and
+text-embedding :predict), used in place of oauth2.googleapis.com and {region}-aiplatform.googleapis.com.
+
+Built from the published examples (developers.google.com/identity/protocols/oauth2/service-account#httprest,
+cloud.google.com/vertex-ai/generative-ai/docs/model-reference/inference, …/text-embeddings-api). It checks:
+
+* ``POST /token``: form ``grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer`` and an ``assertion`` JWT
+  signed RS256 by the service account's key (verified with the test key pair's public key), issuer = the
+  client email, audience = Google's token endpoint (what google-auth signs for, whatever URI it posts to),
+  scope = cloud-platform; answers a fresh ``access_token``;
+* Gemini routes: ``Authorization: Bearer <an issued token>`` (401 ``UNAUTHENTICATED`` otherwise) and the body
+  shape: only Gemini's top-level keys; ``contents`` roles user/model; each part holds exactly one of text,
+  inlineData, fileData, functionCall {name, args}, functionResponse {name, response}; a functionResponse
+  must name a functionCall of the turn before it;
+* answers ``"echo: <last user text>"``; with tools on a user text turn, a functionCall of the first
+  declaration with a sample of its parameters; after functionResponse parts, ``"tool said: <content>"``;
+  with responseSchema, a sample instance as JSON; with thinkingConfig.includeThoughts, a thought part first
+  (signature ``sig-<n>``); candidateCount candidates; usage counts words (+2 thought tokens);
+* streaming (``?alt=sse``): ``data:`` events, one per word, the last with finishReason and usageMetadata;
+* ``fail_next(status, count, retry_after)`` fails the next Gemini/predict requests with Google's error body.
+
+Every request is recorded in ``.requests`` (form fields as a dict for /token).
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from typing import Any
+
+import jwt
+import orjson
+from aiohttp import web
+
+from tests.fakes.openai_payloads import sample_instance, word_pieces
+from tests.fakes.openai_upstream import RecordedRequest
+from tests.fakes.threaded import ThreadedFake
+
+JSON = dict[str, Any]
+TOP_LEVEL = {"contents", "systemInstruction", "generationConfig", "tools", "toolConfig", "safetySettings"}
+PART_KEYS = {"text", "inlineData", "fileData", "functionCall", "functionResponse"}
+PART_EXTRAS = {"thought", "thoughtSignature"}
+SCOPE = "https://www.googleapis.com/auth/cloud-platform"
+GOOGLE_TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"
+_STATUS_NAMES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 429: "RESOURCE_EXHAUSTED", 503: "UNAVAILABLE"}
+
+
+def _error(status: int, message: str, retry_after: int | None = None) -> web.Response:
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    body = {"error": {"code": status, "message": message, "status": _STATUS_NAMES.get(status, "UNKNOWN")}}
+    return web.json_response(body, status=status, headers=headers)
+
+
+class FakeVertexUpstream:
+    def __init__(self, client_email: str, public_key_pem: bytes) -> None:
+        self.client_email = client_email
+        self.public_key_pem = public_key_pem
+        self.requests: list[RecordedRequest] = []
+        self.failures: list[list[int | None]] = []  # [status, count, retry_after]
+        self.tokens: set[str] = set()
+        self._counter = itertools.count(1)
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    @property
+    def token_uri(self) -> str:
+        return f"{self.url}/token"
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/token", self._token)
+        app.router.add_post("/v1/projects/{project}/locations/{region}/publishers/google/models/{call}", self._model)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    # -- OAuth ------------------------------------------------------------------------------------
+    async def _token(self, request: web.Request) -> web.Response:
+        form = dict(await request.post())
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        self.requests.append(RecordedRequest(request.method, request.path, headers, form))
+        if form.get("grant_type") != "urn:ietf:params:oauth:grant-type:jwt-bearer":
+            return web.json_response({"error": "unsupported_grant_type"}, status=400)
+        try:
+            claims = jwt.decode(
+                str(form.get("assertion")),
+                self.public_key_pem,
+                algorithms=["RS256"],
+                audience=GOOGLE_TOKEN_AUDIENCE,
+                issuer=self.client_email,
+                options={"require": ["exp", "iat", "iss", "aud"]},
+            )
+        except jwt.InvalidTokenError as exc:
+            return web.json_response({"error": "invalid_grant", "error_description": str(exc)}, status=400)
+        if SCOPE not in str(claims.get("scope", "")).split():
+            return web.json_response({"error": "invalid_scope"}, status=400)
+        token = f"ya29.fake-{next(self._counter)}"
+        self.tokens.add(token)
+        return web.json_response({"access_token": token, "expires_in": 3599, "token_type": "Bearer"})
+
+    # -- Gemini and predict -----------------------------------------------------------------------
+    async def _model(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        self.requests.append(RecordedRequest(request.method, request.path, headers, body, query=dict(request.query)))
+        auth = headers.get("authorization", "")
+        if not auth.startswith("Bearer ") or auth[7:] not in self.tokens:
+            return _error(401, "Request had invalid authentication credentials.")
+        if self.failures:
+            status, count, retry_after = self.failures[0]
+            assert status is not None and count is not None
+            self.failures[0][1] = count - 1
+            if count - 1 <= 0:
+                self.failures.pop(0)
+            return _error(status, f"Injected {status} error", retry_after)
+        model, _, method = request.match_info["call"].partition(":")
+        if method == "predict":
+            return self._predict(body)
+        if method not in ("generateContent", "streamGenerateContent"):
+            return _error(404, f"unknown method {method}")
+        problem = _check_gemini(body)
+        if problem:
+            return _error(400, problem)
+        answer = _answer(body, model)
+        if method == "generateContent":
+            return web.json_response(answer)
+        if request.query.get("alt") != "sse":
+            return _error(400, "this fake streams only with alt=sse")
+        return await self._stream(request, answer)
+
+    async def _stream(self, request: web.Request, answer: JSON) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        events: list[JSON] = []
+        for cand in answer["candidates"]:
+            for part in cand["content"]["parts"]:
+                pieces = word_pieces(part["text"]) if "text" in part and not part.get("thought") else [None]
+                for piece in pieces:
+                    new = part if piece is None else {"text": piece}
+                    events.append(
+                        {"candidates": [{"index": cand["index"], "content": {"role": "model", "parts": [new]}}]}
+                    )
+        for cand in answer["candidates"]:
+            last = {"index": cand["index"], "content": {"role": "model", "parts": []}, "finishReason": "STOP"}
+            events.append({"candidates": [last]})
+        events[-1]["usageMetadata"] = answer["usageMetadata"]
+        for event in events:
+            event.update(responseId=answer["responseId"], modelVersion=answer["modelVersion"])
+            await resp.write(b"data: " + orjson.dumps(event) + b"\r\n\r\n")
+        await resp.write_eof()
+        return resp
+
+    def _predict(self, body: JSON) -> web.Response:
+        instances = body.get("instances")
+        if not isinstance(instances, list) or not instances or set(body) - {"instances", "parameters"}:
+            return _error(400, "instances must be a non-empty list")
+        if not all(isinstance(i, dict) and isinstance(i.get("content"), str) for i in instances):
+            return _error(400, "each instance needs a string content")
+        dims = (body.get("parameters") or {}).get("outputDimensionality") or 4
+        predictions = []
+        for i, inst in enumerate(instances):
+            values = [round(len(inst["content"]) / 100, 4), 0.5, -0.25, float(i)][:dims]
+            stats = {"token_count": len(inst["content"].split()), "truncated": False}
+            predictions.append({"embeddings": {"values": values, "statistics": stats}})
+        return web.json_response({"predictions": predictions, "metadata": {"billableCharacterCount": 1}})
+
+
+def _check_gemini(body: Any) -> str | None:
+    if not isinstance(body, dict) or set(body) - TOP_LEVEL:
+        return f"Invalid JSON payload received. Unknown name {sorted(set(body) - TOP_LEVEL)!r}"
+    contents = body.get("contents")
+    if not isinstance(contents, list) or not contents:
+        return "contents is not specified"
+    called: list[str] = []
+    for i, c in enumerate(contents):
+        if c.get("role") not in ("user", "model") or set(c) != {"role", "parts"} or not c["parts"]:
+            return f"contents[{i}]: role must be user or model, with non-empty parts"
+        for j, p in enumerate(c["parts"]):
+            keys = set(p) - PART_EXTRAS
+            if len(keys) != 1 or not keys <= PART_KEYS:
+                return f"contents[{i}].parts[{j}]: a part holds exactly one of {sorted(PART_KEYS)}"
+            if "functionCall" in p and set(p["functionCall"]) != {"name", "args"}:
+                return f"contents[{i}].parts[{j}].functionCall: Unknown name in {sorted(p['functionCall'])}"
+            if "functionResponse" in p:
+                fr = p["functionResponse"]
+                if set(fr) != {"name", "response"} or not isinstance(fr["response"], dict):
+                    return f"contents[{i}].parts[{j}].functionResponse must be {{name, response: object}}"
+                if fr["name"] not in called:
+                    return f"contents[{i}].parts[{j}]: function response does not match a function call turn"
+        called = [p["functionCall"]["name"] for p in c["parts"] if "functionCall" in p]
+    return None
+
+
+def _answer(body: JSON, model: str) -> JSON:
+    config = body.get("generationConfig") or {}
+    last = body["contents"][-1]["parts"]
+    declarations = [d for t in body.get("tools") or [] for d in t.get("functionDeclarations") or []]
+    mode = ((body.get("toolConfig") or {}).get("functionCallingConfig") or {}).get("mode", "AUTO")
+    results = [p["functionResponse"]["response"] for p in last if "functionResponse" in p]
+    user_text = "".join(p.get("text", "") for p in last)
+    part: JSON
+    if results:
+        part = {"text": "tool said: " + "; ".join(str(r.get("content", r)) for r in results)}
+    elif declarations and mode != "NONE":
+        decl = declarations[0]
+        part = {"functionCall": {"name": decl["name"], "args": sample_instance(decl.get("parameters") or {})}}
+    elif config.get("responseSchema"):
+        part = {"text": orjson.dumps(sample_instance(config["responseSchema"])).decode()}
+    else:
+        part = {"text": f"echo: {user_text}"}
+    thinking = (config.get("thinkingConfig") or {}).get("includeThoughts")
+    words_in = sum(len(p.get("text", "").split()) for c in body["contents"] for p in c["parts"])
+    candidates = []
+    for i in range(int(config.get("candidateCount", 1))):
+        parts = [{"text": "Let me think.", "thought": True, "thoughtSignature": f"sig-{i}"}] if thinking else []
+        candidates.append({"index": i, "content": {"role": "model", "parts": [*parts, part]}, "finishReason": "STOP"})
+    out_words = len(part.get("text", "x y").split())
+    usage = {"promptTokenCount": words_in + 3, "candidatesTokenCount": out_words * len(candidates)}
+    if thinking:
+        usage["thoughtsTokenCount"] = 2 * len(candidates)
+    usage["totalTokenCount"] = sum(usage.values())
+    return {
+        "candidates": candidates,
+        "usageMetadata": usage,
+        "modelVersion": model,
+        "responseId": f"r-{time.time_ns()}",
+    }
+
+
+class FakeVertexThread(ThreadedFake):
+    """Runs a :class:`FakeVertexUpstream` on its own event loop in a daemon thread."""
+
+    def __init__(self, client_email: str, public_key_pem: bytes) -> None:
+        super().__init__(FakeVertexUpstream(client_email, public_key_pem), "fake-vertex")
+        self.server: FakeVertexUpstream
+
+    @property
+    def token_uri(self) -> str:
+        return self.server.token_uri
+
+    def fail_next(self, status: int, count: int = 1, retry_after: int | None = None) -> None:
+        self.on_loop(self.server.failures.append, [status, count, retry_after])
