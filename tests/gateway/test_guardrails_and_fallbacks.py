@@ -27,7 +27,14 @@ def test_input_pii_block_and_mask(server: LiveServer, upstream: FakeUpstreamThre
         create_endpoint(c, "gr-block", external_chat_config(upstream.base_url, api_key=UPSTREAM_KEY))
         create_endpoint(c, "gr-mask", external_chat_config(upstream.base_url, api_key=UPSTREAM_KEY))
         _gateway(c, "gr-block", {"guardrails": {"input": {"pii": {"behavior": "BLOCK"}}}})
-        _gateway(c, "gr-mask", {"guardrails": {"input": {"pii": {"behavior": "MASK"}}}})
+        _gateway(
+            c,
+            "gr-mask",
+            {
+                "guardrails": {"input": {"pii": {"behavior": "MASK"}}},
+                "inference_table_config": {"catalog_name": "main", "schema_name": "gr", "enabled": True},
+            },
+        )
         upstream.reset()
         blocked = _chat(c, "gr-block", "my mail is bob@example.com")
         assert blocked.status_code == 400
@@ -39,6 +46,14 @@ def test_input_pii_block_and_mask(server: LiveServer, upstream: FakeUpstreamThre
         masked = _chat(c, "gr-mask", "card 4111 1111 1111 1111 please")
         assert masked.status_code == 200
         assert upstream.requests[-1].json["messages"][0]["content"] == "card [CREDIT_CARD] please"
+        # The inference table keeps what the model was sent, not the card number.
+        deadline = time.monotonic() + 15
+        rows: list[dict[str, object]] = []
+        while time.monotonic() < deadline and not rows:
+            rows = c.get("/api/2.0/serving-endpoints/gr-mask/inference-table").json()["rows"]
+            time.sleep(0.2)
+        assert len(rows) == 1
+        assert "4111" not in str(rows[0]["request"]) and "[CREDIT_CARD]" in str(rows[0]["request"])
         assert _chat(c, "gr-block", "nothing personal here").status_code == 200
         metrics = c.get("/api/2.0/serving-endpoints/gr-block/metrics").text
     assert 'modelgate_guardrail_blocks_total{endpoint="gr-block",side="input"} 1.0' in metrics
