@@ -12,6 +12,7 @@ import pytest
 
 from tests.fakes.cohere_upstream import FakeCohereThread
 from tests.fakes.openai_upstream import RecordedRequest
+from tests.providers.tool_round_trip import ask_for_one_tool_call, with_tool_result
 from tests.support.live import LiveServer, create_endpoint
 
 COHERE_KEY = "co-test-key-0123456789"
@@ -128,40 +129,11 @@ def test_tool_call_and_result_round_trip(
     name = cohere_endpoint()
     marker = f"weather in Paris {name}"
     messages: Any = [{"role": "user", "content": marker}]
-    if stream:
-        calls: dict[int, dict[str, str]] = {}
-        finish = []
-        for chunk in oai.chat.completions.create(model=name, messages=messages, tools=[WEATHER_TOOL], stream=True):
-            for choice in chunk.choices:
-                finish.append(choice.finish_reason)
-                for tc in choice.delta.tool_calls or []:
-                    entry = calls.setdefault(tc.index, {"id": "", "name": "", "arguments": ""})
-                    entry["id"] += tc.id or ""
-                    entry["name"] += (tc.function and tc.function.name) or ""
-                    entry["arguments"] += (tc.function and tc.function.arguments) or ""
-        assert finish[-1] == "tool_calls"
-        assert list(calls) == [0]
-        call_id, call_name, call_args = calls[0]["id"], calls[0]["name"], calls[0]["arguments"]
-    else:
-        answer = oai.chat.completions.create(model=name, messages=messages, tools=[WEATHER_TOOL])
-        assert answer.choices[0].finish_reason == "tool_calls"
-        tool_calls = answer.choices[0].message.tool_calls
-        assert tool_calls is not None and len(tool_calls) == 1
-        call_id, call_name, call_args = tool_calls[0].id, tool_calls[0].function.name, tool_calls[0].function.arguments
+    call_id, call_name, call_args = ask_for_one_tool_call(oai, name, messages, [WEATHER_TOOL], stream=stream)
     assert (call_id, call_name) == ("get_weather_1", "get_weather")
     assert json.loads(call_args) == {"city": "Paris"}
 
-    history: Any = [
-        *messages,
-        {
-            "role": "assistant",
-            "content": None,
-            "tool_calls": [
-                {"id": call_id, "type": "function", "function": {"name": call_name, "arguments": call_args}}
-            ],
-        },
-        {"role": "tool", "tool_call_id": call_id, "content": "sunny, 21C"},
-    ]
+    history = with_tool_result(messages, (call_id, call_name, call_args), "sunny, 21C")
     final = oai.chat.completions.create(model=name, messages=history, tools=[WEATHER_TOOL], tool_choice="auto")
     assert final.choices[0].message.content == "tool said: sunny, 21C"
     first, second = sent_with(cohere_fake, marker)
