@@ -17,7 +17,7 @@ from aiohttp import web
 
 from tests.fakes.openai_payloads import word_pieces
 from tests.fakes.openai_upstream import RecordedRequest
-from tests.fakes.threaded import ThreadedFake
+from tests.fakes.threaded import ThreadedFake, start_app
 
 JSON = dict[str, Any]
 DOCUMENTED = {
@@ -54,12 +54,8 @@ class FakeAI21Upstream:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_post("/studio/v1/chat/completions", self._chat)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}/studio/v1"
+        self._runner, base = await start_app(app)
+        self.url = base + "/studio/v1"
 
     async def stop(self) -> None:
         if self._runner is not None:

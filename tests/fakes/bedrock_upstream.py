@@ -45,7 +45,7 @@ from botocore.eventstream import crc32
 
 from tests.fakes.openai_payloads import sample_instance, word_pieces
 from tests.fakes.openai_upstream import RecordedRequest
-from tests.fakes.threaded import ThreadedFake
+from tests.fakes.threaded import ThreadedFake, start_app
 
 JSON = dict[str, Any]
 OPENAI_ONLY = {"model", "max_tokens", "temperature", "top_p", "stop", "tools", "tool_choice", "stream"}
@@ -104,12 +104,8 @@ class FakeBedrockUpstream:
         app.router.add_post("/model/{model}/converse", self._converse)
         app.router.add_post("/model/{model}/converse-stream", self._converse)
         app.router.add_post("/model/{model}/invoke", self._invoke)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}"
+        self._runner, base = await start_app(app)
+        self.url = base
 
     async def stop(self) -> None:
         if self._runner is not None:

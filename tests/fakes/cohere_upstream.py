@@ -28,7 +28,7 @@ from aiohttp import web
 
 from tests.fakes.openai_payloads import sample_instance, word_pieces
 from tests.fakes.openai_upstream import RecordedRequest
-from tests.fakes.threaded import ThreadedFake
+from tests.fakes.threaded import ThreadedFake, start_app
 
 JSON = dict[str, Any]
 ROLES = {"system", "user", "assistant", "tool"}
@@ -58,12 +58,8 @@ class FakeCohereUpstream:
         app = web.Application()
         app.router.add_post("/v2/chat", self._chat)
         app.router.add_post("/v2/embed", self._embed)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}"
+        self._runner, base = await start_app(app)
+        self.url = base
 
     async def stop(self) -> None:
         if self._runner is not None:

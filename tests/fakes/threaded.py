@@ -6,6 +6,8 @@ import asyncio
 import threading
 from typing import Any, Protocol, Self
 
+from aiohttp import web
+
 
 class AsyncFake(Protocol):
     url: str
@@ -50,3 +52,13 @@ class ThreadedFake:
             fn(*args)
 
         asyncio.run_coroutine_threadsafe(call(), self._loop).result(10)
+
+
+async def start_app(app: web.Application) -> tuple[web.AppRunner, str]:
+    """Serve `app` on a free loopback port; returns the runner (to clean up) and the base URL."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, f"http://127.0.0.1:{port}"

@@ -34,7 +34,7 @@ from aiohttp import web
 
 from tests.fakes.openai_payloads import sample_instance, word_pieces
 from tests.fakes.openai_upstream import RecordedRequest
-from tests.fakes.threaded import ThreadedFake
+from tests.fakes.threaded import ThreadedFake, start_app
 
 JSON = dict[str, Any]
 TOP_LEVEL = {"contents", "systemInstruction", "generationConfig", "tools", "toolConfig", "safetySettings"}
@@ -70,12 +70,8 @@ class FakeVertexUpstream:
         app = web.Application()
         app.router.add_post("/token", self._token)
         app.router.add_post("/v1/projects/{project}/locations/{region}/publishers/google/models/{call}", self._model)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}"
+        self._runner, base = await start_app(app)
+        self.url = base
 
     async def stop(self) -> None:
         if self._runner is not None:
