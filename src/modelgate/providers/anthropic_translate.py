@@ -31,6 +31,7 @@ from modelgate.protocol.chat import (
     ReasoningPart,
     TextPart,
 )
+from modelgate.providers.base import chat_chunk
 
 Json = dict[str, Any]
 
@@ -432,8 +433,4 @@ class StreamTranslator:
         return []
 
     def _chunk(self, delta: Json, finish: str | None = None) -> Json:
-        return {
-            **self.meta,
-            "object": "chat.completion.chunk",
-            "choices": [{"index": self.choice, "delta": delta, "finish_reason": finish}],
-        }
+        return chat_chunk(self.meta, delta, finish, self.choice)

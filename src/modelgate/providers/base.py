@@ -25,6 +25,15 @@ from modelgate.secrets import SecretResolver, SecretValue
 Json = dict[str, Any]
 
 
+def chat_chunk(meta: Json, delta: Json, finish: str | None = None, index: int = 0) -> Json:
+    """One OpenAI `chat.completion.chunk` with a single choice; `meta` holds id, created and model."""
+    return {
+        **meta,
+        "object": "chat.completion.chunk",
+        "choices": [{"index": index, "delta": delta, "finish_reason": finish}],
+    }
+
+
 class ProviderConfig(BaseModel):
     """Base of `<provider>_config` models. Unknown keys are rejected so typos surface at create time."""
 

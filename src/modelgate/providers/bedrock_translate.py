@@ -27,6 +27,7 @@ from modelgate.errors import BadRequest
 from modelgate.protocol.chat import ChatRequest
 from modelgate.protocol.embeddings import EmbeddingRequest
 from modelgate.providers.anthropic_translate import DEFAULT_MAX_TOKENS, EFFORT_BUDGETS, JSON_TOOL_NAME
+from modelgate.providers.base import chat_chunk
 
 Json = dict[str, Any]
 
@@ -318,13 +319,7 @@ class StreamTranslator:
         self.tool_index: dict[int, int] = {}  # contentBlockIndex → OpenAI tool_calls index
 
     def _chunk(self, delta: Json, finish: str | None = None) -> Json:
-        return {
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-        }
+        return chat_chunk({"id": self.id, "created": self.created, "model": self.model}, delta, finish)
 
     def feed(self, kind: str, event: Json) -> list[Json]:
         block = int(event.get("contentBlockIndex") or 0)

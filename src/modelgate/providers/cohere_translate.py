@@ -12,6 +12,7 @@ from typing import Any
 
 from modelgate.protocol.chat import ChatRequest
 from modelgate.protocol.embeddings import EmbeddingRequest
+from modelgate.providers.base import chat_chunk
 
 Json = dict[str, Any]
 
@@ -133,13 +134,7 @@ class StreamTranslator:
         self.created = int(time.time())
 
     def _chunk(self, delta: Json, finish: str | None = None) -> Json:
-        return {
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-        }
+        return chat_chunk({"id": self.id, "created": self.created, "model": self.model}, delta, finish)
 
     def feed(self, event: Json) -> list[Json]:
         kind = event.get("type")

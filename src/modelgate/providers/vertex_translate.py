@@ -17,6 +17,7 @@ import orjson
 from modelgate.errors import BadRequest
 from modelgate.protocol.chat import ChatRequest
 from modelgate.protocol.embeddings import EmbeddingRequest
+from modelgate.providers.base import chat_chunk
 
 Json = dict[str, Any]
 
@@ -289,14 +290,7 @@ class StreamTranslator:
         self.usage: Json | None = None
 
     def _chunk(self, index: int, delta: Json, finish: str | None = None) -> Json:
-        choice = {"index": index, "delta": delta, "finish_reason": finish}
-        return {
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [choice],
-        }
+        return chat_chunk({"id": self.id, "created": self.created, "model": self.model}, delta, finish, index)
 
     def feed(self, event: Json) -> list[Json]:
         self.id = self.id or event.get("responseId")
