@@ -6,7 +6,9 @@ API_runtime_InvokeModel, the Titan and Cohere embedding bodies, and the AWS even
 
 * the SigV4 signature: the ``Authorization`` header's credential scope (key id, date, region, service
   ``bedrock``) and its signature, recomputed with botocore from the request as received (method, raw path,
-  signed headers, body bytes) and the secret key; 403 ``{"message": ...}`` otherwise;
+  signed headers, body bytes) and the key id's secret key; for temporary credentials (``add_credentials`` with
+  a session token) the ``X-Amz-Security-Token`` header must carry that token and be signed; 403
+  ``{"message": ...}`` otherwise;
 * Converse bodies: ``messages`` alternating user/assistant starting with user, content as blocks, every
   ``toolResult`` naming an earlier ``toolUse``; OpenAI-only keys are rejected like Bedrock's validation does;
 * answers: ``"echo: <last user text>"``; with ``toolConfig`` on a fresh user turn, a ``toolUse`` of the
@@ -93,6 +95,8 @@ class FakeBedrockUpstream:
     def __init__(self, access_key: str, secret_key: str, region: str) -> None:
         self.access_key = access_key
         self.secret_key = secret_key
+        # key id → (secret key, session token or None); temporary credentials carry a token.
+        self.credentials: dict[str, tuple[str, str | None]] = {access_key: (secret_key, None)}
         self.region = region
         self.requests: list[RecordedRequest] = []
         self.failures: list[list[int | None]] = []  # [status, count, retry_after]
@@ -117,7 +121,10 @@ class FakeBedrockUpstream:
         if not match:
             return "Missing or malformed Authorization header"
         key_id, day, region, service, signed, signature = match.groups()
-        if key_id != self.access_key:
+        if key_id not in self.credentials:
+            return "The security token included in the request is invalid."
+        secret_key, token = self.credentials[key_id]
+        if headers.get("x-amz-security-token") != token:
             return "The security token included in the request is invalid."
         stamp = headers.get("x-amz-date", "")
         if (region, service) != (self.region, "bedrock") or not stamp.startswith(day):
@@ -125,6 +132,8 @@ class FakeBedrockUpstream:
         names = signed.split(";")
         if not {"host", "x-amz-date", "content-type"} <= set(names):
             return "host, x-amz-date and content-type must be signed"
+        if token is not None and "x-amz-security-token" not in names:
+            return "x-amz-security-token must be signed"
         request = AWSRequest(
             method=method,
             url=f"http://{headers['host']}{raw_path}",
@@ -132,7 +141,7 @@ class FakeBedrockUpstream:
             headers={n: headers[n] for n in names if n in headers},
         )
         request.context["timestamp"] = stamp
-        auth = SigV4Auth(Credentials(self.access_key, self.secret_key), service, region)
+        auth = SigV4Auth(Credentials(key_id, secret_key, token), service, region)
         expected = auth.signature(auth.string_to_sign(request, auth.canonical_request(request)), request)
         if expected != signature:
             return "The request signature we calculated does not match the signature you provided."
@@ -329,3 +338,7 @@ class FakeBedrockThread(ThreadedFake):
 
     def fail_next(self, status: int, count: int = 1, retry_after: int | None = None) -> None:
         self.on_loop(self.server.failures.append, [status, count, retry_after])
+
+    def add_credentials(self, access_key: str, secret_key: str, session_token: str | None = None) -> None:
+        """Also accept these credentials (temporary ones when a session token is given)."""
+        self.on_loop(self.server.credentials.__setitem__, access_key, (secret_key, session_token))

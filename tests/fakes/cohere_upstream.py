@@ -13,6 +13,13 @@ Built from the published request/response/stream examples (docs.cohere.com/refer
 * streaming: ``event:``/``data:`` SSE of message-start, content-start, content-delta per word, content-end,
   or tool-plan-delta, tool-call-start, tool-call-delta (7-character argument fragments), tool-call-end, then
   message-end with finish_reason and usage;
+* content parts (docs.cohere.com/docs/image-inputs, /docs/reasoning): user turns take ``text`` and ``image_url``
+  (``{"url": data URL of an image or https URL, "detail": low|high|auto}``), assistant turns ``text`` and
+  ``thinking`` (``{"thinking": str}``), system turns ``text``; anything else is a 400; an answer to a user turn
+  with images says ``[saw N image(s): <media types>]``;
+* reasoning: ``thinking`` must be ``{"type": "enabled"|"disabled", "token_budget"?: positive int}``; enabled, the
+  answer starts with ``{"type": "thinking", "thinking": "thinking about: <last user text>"}`` (streamed as a
+  content block of its own: content-start, a content-delta ``{"thinking": word}`` per word, content-end);
 * embed: ``texts``, ``input_type`` and ``embedding_types`` required; 4-dimensional float vectors;
 * ``fail_next(status, count, retry_after)`` fails the next requests with ``{"message": ...}``.
 
@@ -21,6 +28,7 @@ Every request is recorded in ``.requests``.
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import orjson
@@ -32,6 +40,7 @@ from tests.fakes.threaded import ThreadedFake, start_app
 
 JSON = dict[str, Any]
 ROLES = {"system", "user", "assistant", "tool"}
+PART_TYPES = {"system": {"text"}, "user": {"text", "image_url"}, "assistant": {"text", "thinking"}, "tool": {"text"}}
 OPENAI_ONLY = {"top_p", "top_k", "stop", "n", "max_completion_tokens", "stream_options"}
 
 
@@ -109,21 +118,26 @@ class FakeCohereUpstream:
             }
             text = ""
         else:
-            text = f"echo: {_text_of(last.get('content'))}"
+            text = f"echo: {_text_of(last.get('content'))}{_images_seen(last.get('content'))}"
+        thought = ""
+        if (body.get("thinking") or {}).get("type") == "enabled" and last["role"] == "user":
+            thought = f"thinking about: {_text_of(last.get('content'))}"
         words_in = sum(len(_text_of(m.get("content")).split()) for m in messages)
+        words_out = len(text.split()) + len(thought.split())
         usage = {
-            "billed_units": {"input_tokens": words_in, "output_tokens": len(text.split())},
-            "tokens": {"input_tokens": words_in + 10, "output_tokens": len(text.split()) + (5 if tool_call else 0)},
+            "billed_units": {"input_tokens": words_in, "output_tokens": words_out},
+            "tokens": {"input_tokens": words_in + 10, "output_tokens": words_out + (5 if tool_call else 0)},
         }
         finish = "TOOL_CALL" if tool_call else "COMPLETE"
         if body.get("stream"):
-            return await self._stream(request, text, tool_call, finish, usage)
+            return await self._stream(request, text, tool_call, finish, usage, thought)
         message: JSON = {"role": "assistant"}
         if tool_call:
             message["tool_plan"] = "I will call the tool."
             message["tool_calls"] = [tool_call]
         else:
-            message["content"] = [{"type": "text", "text": text}]
+            thinking = [{"type": "thinking", "thinking": thought}] if thought else []
+            message["content"] = [*thinking, {"type": "text", "text": text}]
         return web.json_response({"id": "c-1", "finish_reason": finish, "message": message, "usage": usage})
 
     def _check_chat(self, body: JSON) -> str | None:
@@ -133,10 +147,16 @@ class FakeCohereUpstream:
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             return "invalid request: messages must not be empty"
+        problem = _thinking_problem(body.get("thinking"))
+        if problem:
+            return problem
         call_ids: set[str] = set()
         for i, m in enumerate(messages):
             if m.get("role") not in ROLES:
                 return f"invalid request: messages[{i}].role must be one of system, user, assistant, tool"
+            problem = _content_problem(m["role"], m.get("content"), i)
+            if problem:
+                return problem
             for c in m.get("tool_calls") or []:
                 call_ids.add(c["id"])
             if m["role"] == "tool" and m.get("tool_call_id") not in call_ids:
@@ -144,7 +164,7 @@ class FakeCohereUpstream:
         return None
 
     async def _stream(
-        self, request: web.Request, text: str, tool_call: JSON | None, finish: str, usage: JSON
+        self, request: web.Request, text: str, tool_call: JSON | None, finish: str, usage: JSON, thought: str = ""
     ) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
@@ -165,11 +185,21 @@ class FakeCohereUpstream:
                 await send({"type": "tool-call-delta", "index": 0, "delta": {"message": piece}})
             await send({"type": "tool-call-end", "index": 0})
         else:
+            index = 0
+            if thought:
+                start_thinking = {"content": {"type": "thinking", "thinking": ""}}
+                await send({"type": "content-start", "index": 0, "delta": {"message": start_thinking}})
+                for piece in word_pieces(thought):
+                    delta = {"message": {"content": {"thinking": piece}}}
+                    await send({"type": "content-delta", "index": 0, "delta": delta})
+                await send({"type": "content-end", "index": 0})
+                index = 1
             empty = {"content": {"type": "text", "text": ""}}
-            await send({"type": "content-start", "index": 0, "delta": {"message": empty}})
+            await send({"type": "content-start", "index": index, "delta": {"message": empty}})
             for piece in word_pieces(text):
-                await send({"type": "content-delta", "index": 0, "delta": {"message": {"content": {"text": piece}}}})
-            await send({"type": "content-end", "index": 0})
+                delta = {"message": {"content": {"text": piece}}}
+                await send({"type": "content-delta", "index": index, "delta": delta})
+            await send({"type": "content-end", "index": index})
         await send({"type": "message-end", "delta": {"finish_reason": finish, "usage": usage}})
         await resp.write_eof()
         return resp
@@ -195,6 +225,62 @@ class FakeCohereUpstream:
                 "response_type": "embeddings_by_type",
             }
         )
+
+
+def _thinking_problem(thinking: Any) -> str | None:
+    if thinking is None:
+        return None
+    if not isinstance(thinking, dict) or thinking.get("type") not in ("enabled", "disabled"):
+        return "invalid request: thinking.type must be one of enabled, disabled"
+    if set(thinking) - {"type", "token_budget"}:
+        return f"invalid request: unknown field in thinking: {sorted(set(thinking) - {'type', 'token_budget'})[0]}"
+    budget = thinking.get("token_budget")
+    if budget is not None and (not isinstance(budget, int) or budget < 1):
+        return "invalid request: thinking.token_budget must be a positive integer"
+    return None
+
+
+def _content_problem(role: str, content: Any, index: int) -> str | None:
+    if content is None or isinstance(content, str):
+        return None
+    if not isinstance(content, list):
+        return f"invalid request: messages[{index}].content must be a string or a list of content blocks"
+    for j, part in enumerate(content):
+        kind = part.get("type") if isinstance(part, dict) else None
+        where = f"messages[{index}].content[{j}]"
+        if kind not in PART_TYPES[role]:
+            return f"invalid request: {where}.type must be one of {', '.join(sorted(PART_TYPES[role]))}"
+        if kind == "thinking" and not isinstance(part.get("thinking"), str):
+            return f"invalid request: {where}.thinking must be a string"
+        if kind == "image_url":
+            image = part.get("image_url") or {}
+            url = image.get("url") if isinstance(image, dict) else None
+            if not isinstance(url, str) or not (_is_image_data_url(url) or url.startswith("https://")):
+                return f"invalid request: {where}.image_url.url must be a base64 image data URL or an https URL"
+            if image.get("detail") not in (None, "low", "high", "auto"):
+                return f"invalid request: {where}.image_url.detail must be one of low, high, auto"
+    return None
+
+
+def _is_image_data_url(url: str) -> bool:
+    head, sep, data = url.partition(",")
+    if not (sep and head.startswith("data:image/") and head.endswith(";base64")):
+        return False
+    try:
+        base64.b64decode(data, validate=True)
+    except ValueError:
+        return False
+    return True
+
+
+def _images_seen(content: Any) -> str:
+    if not isinstance(content, list):
+        return ""
+    urls = [p["image_url"]["url"] for p in content if isinstance(p, dict) and p.get("type") == "image_url"]
+    if not urls:
+        return ""
+    kinds = [u[5:].split(";")[0] if u.startswith("data:") else "url" for u in urls]
+    return f" [saw {len(urls)} image(s): {', '.join(kinds)}]"
 
 
 class FakeCohereThread(ThreadedFake):

@@ -17,7 +17,14 @@ cloud.google.com/vertex-ai/generative-ai/docs/model-reference/inference, …/tex
   with responseSchema, a sample instance as JSON; with thinkingConfig.includeThoughts, a thought part first
   (signature ``sig-<n>``); candidateCount candidates; usage counts words (+2 thought tokens);
 * streaming (``?alt=sse``): ``data:`` events, one per word, the last with finishReason and usageMetadata;
-* ``fail_next(status, count, retry_after)`` fails the next Gemini/predict requests with Google's error body.
+* ``fail_next(status, count, retry_after)`` fails the next Gemini/predict requests with Google's error body
+  (``{"error": {"code", "message", "status"}}``, status the canonical name: INVALID_ARGUMENT, UNAUTHENTICATED,
+  PERMISSION_DENIED, RESOURCE_EXHAUSTED, UNAVAILABLE);
+* models that behave like documented failures (…/generative-ai/docs/error-code-list, …/multimodal/configure-
+  safety-filters): ``long-context`` answers 400 INVALID_ARGUMENT "The input token count (…) exceeds the maximum
+  number of tokens allowed (…)"; ``blocked-prompt`` answers 200 with ``promptFeedback.blockReason: SAFETY`` and
+  no candidates; ``unsafe-answer`` ends its candidate with ``finishReason: SAFETY`` (streamed: after its first
+  word); ``stream-exhausted`` streams its first word, then an ``{"error": {... RESOURCE_EXHAUSTED}}`` event.
 
 Every request is recorded in ``.requests`` (form fields as a dict for /token).
 """
@@ -42,7 +49,17 @@ PART_KEYS = {"text", "inlineData", "fileData", "functionCall", "functionResponse
 PART_EXTRAS = {"thought", "thoughtSignature"}
 SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 GOOGLE_TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"
-_STATUS_NAMES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 429: "RESOURCE_EXHAUSTED", 503: "UNAVAILABLE"}
+_STATUS_NAMES = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    429: "RESOURCE_EXHAUSTED",
+    503: "UNAVAILABLE",
+}
+SAFETY_RATINGS = [
+    {"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH", "blocked": True},
+    {"category": "HARM_CATEGORY_HARASSMENT", "probability": "NEGLIGIBLE"},
+]
 
 
 def _error(status: int, message: str, retry_after: int | None = None) -> web.Response:
@@ -124,8 +141,24 @@ class FakeVertexUpstream:
         problem = _check_gemini(body)
         if problem:
             return _error(400, problem)
+        if model == "long-context":
+            return _error(
+                400, "The input token count (1048577) exceeds the maximum number of tokens allowed (1048576)."
+            )
         answer = _answer(body, model)
+        if model == "blocked-prompt":
+            answer = {
+                "promptFeedback": {"blockReason": "SAFETY", "safetyRatings": SAFETY_RATINGS},
+                "usageMetadata": {"promptTokenCount": 4, "totalTokenCount": 4},
+                "modelVersion": model,
+                "responseId": answer["responseId"],
+            }
         if method == "generateContent":
+            if model == "unsafe-answer":  # the candidate's content withheld
+                answer["candidates"] = [
+                    {"index": c["index"], "finishReason": "SAFETY", "safetyRatings": SAFETY_RATINGS}
+                    for c in answer["candidates"]
+                ]
             return web.json_response(answer)
         if request.query.get("alt") != "sse":
             return _error(400, "this fake streams only with alt=sse")
@@ -135,6 +168,11 @@ class FakeVertexUpstream:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
         events: list[JSON] = []
+        if "candidates" not in answer:  # a blocked prompt: one event, as the whole answer
+            await resp.write(b"data: " + orjson.dumps(answer) + b"\r\n\r\n")
+            await resp.write_eof()
+            return resp
+        model = answer["modelVersion"]
         for cand in answer["candidates"]:
             for part in cand["content"]["parts"]:
                 pieces = word_pieces(part["text"]) if "text" in part and not part.get("thought") else [None]
@@ -143,12 +181,24 @@ class FakeVertexUpstream:
                     events.append(
                         {"candidates": [{"index": cand["index"], "content": {"role": "model", "parts": [new]}}]}
                     )
+        if model in ("unsafe-answer", "stream-exhausted"):
+            events = events[:1]
         for cand in answer["candidates"]:
             last = {"index": cand["index"], "content": {"role": "model", "parts": []}, "finishReason": "STOP"}
+            if model == "unsafe-answer":
+                last = {"index": cand["index"], "finishReason": "SAFETY", "safetyRatings": SAFETY_RATINGS}
             events.append({"candidates": [last]})
         events[-1]["usageMetadata"] = answer["usageMetadata"]
+        if model == "stream-exhausted":
+            error = {
+                "code": 429,
+                "message": "Resource exhausted. Please try again later.",
+                "status": "RESOURCE_EXHAUSTED",
+            }
+            events[1:] = [{"error": error}]
         for event in events:
-            event.update(responseId=answer["responseId"], modelVersion=answer["modelVersion"])
+            if "error" not in event:
+                event.update(responseId=answer["responseId"], modelVersion=answer["modelVersion"])
             await resp.write(b"data: " + orjson.dumps(event) + b"\r\n\r\n")
         await resp.write_eof()
         return resp
@@ -213,7 +263,7 @@ def _answer(body: JSON, model: str) -> JSON:
         part = {"text": f"echo: {user_text}"}
     thinking = (config.get("thinkingConfig") or {}).get("includeThoughts")
     words_in = sum(len(p.get("text", "").split()) for c in body["contents"] for p in c["parts"])
-    candidates = []
+    candidates: list[JSON] = []
     for i in range(int(config.get("candidateCount", 1))):
         parts = [{"text": "Let me think.", "thought": True, "thoughtSignature": f"sig-{i}"}] if thinking else []
         candidates.append({"index": i, "content": {"role": "model", "parts": [*parts, part]}, "finishReason": "STOP"})

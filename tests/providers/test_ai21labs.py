@@ -24,14 +24,14 @@ def ai21_fake() -> Iterator[FakeAI21Thread]:
 
 @pytest.fixture
 def ai21_endpoint(server: LiveServer, ai21_fake: FakeAI21Thread, ep_name: Callable[..., str]) -> Callable[..., str]:
-    def make(key: str = AI21_KEY, **config: Any) -> str:
-        name = ep_name()
+    def make(key: str = AI21_KEY, task: str = "llm/v1/chat", **config: Any) -> str:
+        name = ep_name(task.rsplit("/", 1)[1])
         cfg = {"ai21labs_api_base": ai21_fake.url, "ai21labs_api_key_plaintext": key, **config}
         entity = {
             "external_model": {
                 "name": "jamba-large",
                 "provider": "ai21labs",
-                "task": "llm/v1/chat",
+                "task": task,
                 "ai21labs_config": cfg,
             }
         }
@@ -115,3 +115,44 @@ def test_wrong_key_is_a_400_without_the_key(server: LiveServer, ai21_endpoint: C
     assert resp.json()["external_model_message"] == {"detail": "Forbidden: Bad or missing API token."}
     assert wrong not in resp.text
     assert wrong not in server.log()
+
+
+@pytest.mark.parametrize(
+    ("task", "payload", "message"),
+    [
+        (
+            "llm/v1/completions",
+            {"prompt": "Once upon a time"},
+            "Provider 'ai21labs' does not support completions: AI21's Jamba API has only chat. Serve the model "
+            "with task llm/v1/chat and send the prompt as a user message.",
+        ),
+        (
+            "llm/v1/completions",
+            {"prompt": "Once upon a time", "stream": True},
+            "Provider 'ai21labs' does not support completions: AI21's Jamba API has only chat. Serve the model "
+            "with task llm/v1/chat and send the prompt as a user message.",
+        ),
+        (
+            "llm/v1/embeddings",
+            {"input": ["hello"]},
+            "Provider 'ai21labs' does not support embeddings: AI21's API has no embeddings endpoint. Serve "
+            "embeddings with another provider (openai, cohere, amazon-bedrock or google-cloud-vertex-ai).",
+        ),
+    ],
+    ids=["completions", "completions-stream", "embeddings"],
+)
+def test_tasks_ai21_lacks_are_clear_400s(
+    server: LiveServer,
+    ai21_fake: FakeAI21Thread,
+    ai21_endpoint: Callable[..., str],
+    task: str,
+    payload: Any,
+    message: str,
+) -> None:
+    name = ai21_endpoint(task=task)
+    before = len(ai21_fake.requests)
+    with server.client() as c:
+        resp = c.post(f"/serving-endpoints/{name}/invocations", json=payload)
+    assert resp.status_code == 400
+    assert resp.json() == {"error_code": "BAD_REQUEST", "message": message}
+    assert len(ai21_fake.requests) == before  # nothing went upstream

@@ -288,6 +288,14 @@ def test_wrong_secret_fails_the_signature_check_without_leaking_it(
         ({"bedrock_provider": "mistral"}, "bedrock_provider"),
         ({"aws_region": "nowhere"}, "aws_region"),
         ({"aws_secret_access_key_plaintext": None}, "aws_secret_access_key"),
+        ({"aws_session_token": "not-a-reference"}, "aws_session_token must be a secret reference"),
+        ({"instance_profile_arn": "arn:aws:iam::123456789012:instance-profile/p"}, "not both"),
+        ({"instance_profile_arn": "my-profile"}, "instance_profile_arn"),
+        ({"uc_service_credential_name": "cred"}, "uc_service_credential_name"),
+        (
+            {"aws_access_key_id_plaintext": None, "aws_secret_access_key_plaintext": None},
+            "or instance_profile_arn to use the AWS credentials of the host",
+        ),
     ],
 )
 def test_bad_config_is_refused(
@@ -332,7 +340,6 @@ def test_mid_stream_exception_becomes_error_event(server: LiveServer, bedrock_en
             },
             "messages[0]: provider 'amazon-bedrock' takes images as base64 data URLs only",
         ),
-        ({"messages": [{"role": "user", "content": "x"}], "n": 2}, "Provider 'amazon-bedrock' does not support n > 1."),
     ],
 )
 def test_untranslatable_requests_are_clear_400s(

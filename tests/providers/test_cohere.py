@@ -13,6 +13,7 @@ import pytest
 from tests.fakes.cohere_upstream import FakeCohereThread
 from tests.fakes.openai_upstream import RecordedRequest
 from tests.providers.tool_round_trip import ask_for_one_tool_call, with_tool_result
+from tests.serving.support import sse_events
 from tests.support.live import LiveServer, create_endpoint
 
 COHERE_KEY = "co-test-key-0123456789"
@@ -241,15 +242,22 @@ def test_n_fans_out_into_n_choices(
     assert (answer.usage.prompt_tokens, answer.usage.completion_tokens) == (3 * words_in, 3 * words_out)
 
 
-def test_n_above_one_streaming_is_a_clear_400(server: LiveServer, cohere_endpoint: Callable[..., str]) -> None:
+def test_n_above_one_streaming_fans_out(server: LiveServer, cohere_endpoint: Callable[..., str]) -> None:
     name = cohere_endpoint()
+    marker = f"two streams {name}"
     with server.client() as c:
         resp = c.post(
             f"/serving-endpoints/{name}/invocations",
-            json={"messages": [{"role": "user", "content": "x"}], "n": 2, "stream": True},
+            json={"messages": [{"role": "user", "content": marker}], "n": 2, "stream": True},
         )
-    assert resp.status_code == 400
-    assert resp.json() == {
-        "error_code": "BAD_REQUEST",
-        "message": "Provider 'cohere' does not support n > 1 when streaming.",
-    }
+    assert resp.status_code == 200, resp.text
+    events = sse_events(resp.text)
+    assert len({e["id"] for e in events}) == 1
+    texts: dict[int, str] = {}
+    for event in events:
+        for choice in event["choices"]:
+            texts[choice["index"]] = texts.get(choice["index"], "") + (choice["delta"].get("content") or "")
+    assert texts == {0: f"echo: {marker}", 1: f"echo: {marker}"}
+    usage = events[-1]["usage"]
+    words_in, words_out = len(marker.split()) + 10, 1 + len(marker.split())
+    assert (usage["prompt_tokens"], usage["completion_tokens"]) == (2 * words_in, 2 * words_out)

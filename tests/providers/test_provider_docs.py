@@ -22,3 +22,19 @@ def test_each_documented_config_validates() -> None:
     for config in configs:
         cls = registry.get(config["provider"])
         cls.parse_config(config[cls.config_key])
+
+
+def test_each_documented_config_fragment_validates() -> None:
+    """Blocks that show only a `<provider>_config` (Azure AD, Bedrock credentials, retries) are valid too."""
+    registry = ProviderRegistry()
+    by_key = {registry.get(name).config_key: registry.get(name) for name in BUILTIN_PROVIDERS}
+    fragments = [json.loads(block) for block in FENCE.findall(DOC.read_text()) if '"external_model"' not in block]
+    checked = 0
+    for fragment in fragments:
+        if not isinstance(fragment, dict) or len(fragment) != 1:
+            continue
+        [(key, config)] = fragment.items()
+        if key in by_key:
+            by_key[key].parse_config(config)
+            checked += 1
+    assert checked >= 3

@@ -316,7 +316,8 @@ def test_429_maps_to_request_limit_exceeded(
     assert resp.headers["retry-after"] == "7"
     assert resp.json() == {
         "error_code": "REQUEST_LIMIT_EXCEEDED",
-        "message": "Received error from google-cloud-vertex-ai",
+        "message": "Received error from google-cloud-vertex-ai: Vertex AI quota or rate limit reached; retry later "
+        "or raise the project's quota.",
         "external_model_message": {"code": 429, "message": "Injected 429 error", "status": "RESOURCE_EXHAUSTED"},
     }
 

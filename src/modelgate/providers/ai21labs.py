@@ -1,5 +1,9 @@
 """Provider `ai21labs`: AI21 Studio's Jamba chat API (POST {base}/chat/completions), chat only.
 
+AI21's current API has no completions endpoint (Jamba merged completion into chat:
+docs.ai21.com/docs/migrating-from-jurassic-to-jamba) and no embeddings endpoint, so those tasks answer a 400
+that says what to use instead.
+
 Config (reference §5.4): ai21labs_api_key (a secret reference) or ai21labs_api_key_plaintext, plus the
 modelgate extension ai21labs_api_base (default https://api.ai21.com/studio/v1; for proxies and tests).
 The API is OpenAI-shaped, so the shared OpenAI-compatible code does the work; fields Jamba does not document
@@ -14,6 +18,7 @@ from collections.abc import AsyncIterator
 
 from pydantic import Field
 
+from modelgate.errors import BadRequest
 from modelgate.protocol.completions import CompletionRequest
 from modelgate.protocol.embeddings import EmbeddingRequest
 from modelgate.providers.base import Json, ProviderConfig, ProviderDeps
@@ -67,10 +72,20 @@ class AI21LabsProvider(OpenAICompatibleProvider):
         return {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
 
     async def completions(self, request: CompletionRequest) -> Json:
-        raise self._unsupported("completions (serve a Jamba model with task llm/v1/chat)")
+        raise BadRequest(_NO_COMPLETIONS)
 
     def completions_stream(self, request: CompletionRequest) -> AsyncIterator[Json]:
-        raise self._unsupported("completions (serve a Jamba model with task llm/v1/chat)")
+        raise BadRequest(_NO_COMPLETIONS)
 
     async def embeddings(self, request: EmbeddingRequest) -> Json:
-        raise self._unsupported("embeddings")
+        raise BadRequest(_NO_EMBEDDINGS)
+
+
+_NO_COMPLETIONS = (
+    "Provider 'ai21labs' does not support completions: AI21's Jamba API has only chat. Serve the model with "
+    "task llm/v1/chat and send the prompt as a user message."
+)
+_NO_EMBEDDINGS = (
+    "Provider 'ai21labs' does not support embeddings: AI21's API has no embeddings endpoint. Serve embeddings "
+    "with another provider (openai, cohere, amazon-bedrock or google-cloud-vertex-ai)."
+)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
 
 from pydantic import Field
 
@@ -21,10 +20,10 @@ from modelgate.providers.anthropic_translate import (
     ANTHROPIC_VERSION,
     StreamTranslator,
     chat_response,
-    merge_choices,
     messages_body,
 )
 from modelgate.providers.base import Json, Provider, ProviderConfig, ProviderDeps
+from modelgate.providers.fanout import fanout_stream, merge_choices
 from modelgate.providers.openai_compat import response_as_chunks
 
 ANTHROPIC_DEFAULT_BASE = "https://api.anthropic.com"
@@ -84,7 +83,7 @@ class AnthropicProvider(Provider):
         n = request.n or 1
         if n == 1:
             return self._one_stream(body, format_tool, 0)
-        return self._fanout_stream(body, format_tool, n)
+        return fanout_stream(lambda i: self._one_stream(body, format_tool, i), n)
 
     async def _one_stream(self, body: Json, format_tool: str | None, index: int) -> AsyncIterator[Json]:
         translator = StreamTranslator(format_tool, index)
@@ -101,46 +100,6 @@ class AnthropicProvider(Provider):
                     yield chunk
         except ExternalModelError as exc:
             raise _stream_error(exc) from None
-
-    async def _fanout_stream(self, body: Json, format_tool: str | None, n: int) -> AsyncIterator[Json]:
-        """n upstream streams interleaved as choices 0..n-1; their usage summed into one final chunk."""
-        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-
-        async def pump(i: int) -> None:
-            try:
-                async for chunk in self._one_stream(body, format_tool, i):
-                    await queue.put(("chunk", chunk))
-                await queue.put(("done", None))
-            except Exception as exc:
-                await queue.put(("error", exc))
-
-        tasks = [asyncio.create_task(pump(i)) for i in range(n)]
-        totals = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
-        first_id: Any = None
-        meta: Json = {}
-        try:
-            remaining = n
-            while remaining:
-                kind, item = await queue.get()
-                if kind == "error":
-                    raise item
-                if kind == "done":
-                    remaining -= 1
-                    continue
-                u = item.pop("usage", None)
-                if u:
-                    for key in totals:
-                        totals[key] += int(u.get(key) or 0)
-                if first_id is None:
-                    first_id = item.get("id")
-                    meta = {"created": item.get("created"), "model": item.get("model")}
-                item["id"] = first_id
-                yield item
-            yield {"id": first_id, "object": "chat.completion.chunk", **meta, "choices": [], "usage": totals}
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _stream_error(exc: ExternalModelError) -> ExternalModelError:

@@ -321,20 +321,6 @@ def usage(u: Json) -> Json:
     return out
 
 
-def merge_choices(responses: list[Json]) -> Json:
-    """n fanned-out single-choice responses as one response with n choices and the summed usage."""
-    first = dict(responses[0])
-    choices = []
-    totals = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
-    for i, resp in enumerate(responses):
-        choices.append({**resp["choices"][0], "index": i})
-        for key in totals:
-            totals[key] += int(resp["usage"].get(key) or 0)
-    first["choices"] = choices
-    first["usage"] = totals
-    return first
-
-
 # ------------------------------------------------------------------------------------------- stream
 class StreamTranslator:
     """Anthropic stream events → chat.completion.chunk dicts, for one choice.

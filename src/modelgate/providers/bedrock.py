@@ -3,10 +3,12 @@ ConverseStream (/model/{modelId}/converse-stream, AWS event-stream framing decod
 parser) and embeddings through InvokeModel (/model/{modelId}/invoke).
 
 Config (reference §5.4): aws_region (required), bedrock_provider (anthropic, cohere, ai21labs, amazon, grok;
-case-insensitive), aws_access_key_id / aws_secret_access_key (secret references or `_plaintext`), and the
-modelgate extension bedrock_endpoint_url (default https://bedrock-runtime.{region}.amazonaws.com) for
-proxies and tests. Every request is signed with botocore's SigV4 (service "bedrock"). Translation lives in
-`bedrock_translate.py`.
+case-insensitive), aws_access_key_id / aws_secret_access_key (secret references or `_plaintext`) or
+instance_profile_arn (no keys: botocore's default credential chain), and the modelgate extensions
+aws_session_token (temporary credentials) and bedrock_endpoint_url (default
+https://bedrock-runtime.{region}.amazonaws.com) for proxies and tests. Every request is signed with botocore's
+SigV4 (service "bedrock", see `bedrock_auth.py`). Translation lives in `bedrock_translate.py`. Converse has no
+`n`: n > 1 fans out into n concurrent calls (`fanout.py`).
 """
 
 from __future__ import annotations
@@ -18,17 +20,16 @@ from urllib.parse import quote
 
 import aiohttp
 import orjson
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
 from botocore.eventstream import EventStreamBuffer, EventStreamError
 from pydantic import Field, field_validator
 
-from modelgate.errors import DeadlineExceeded, ExternalModelError
+from modelgate.errors import DeadlineExceeded, ExternalModelError, InvalidParameterValue
 from modelgate.protocol.chat import ChatRequest
 from modelgate.protocol.embeddings import EmbeddingRequest
 from modelgate.providers import bedrock_translate as t
 from modelgate.providers.base import Json, Provider, ProviderConfig, ProviderDeps
+from modelgate.providers.bedrock_auth import BedrockCredentials, sign
+from modelgate.providers.fanout import fanout_stream, merge_choices
 from modelgate.providers.upstream import upstream_error
 
 SecretField = str | dict[str, str] | None
@@ -50,6 +51,12 @@ class BedrockConfig(ProviderConfig):
     aws_access_key_id_plaintext: SecretField = None
     aws_secret_access_key: SecretField = None
     aws_secret_access_key_plaintext: SecretField = None
+    # modelgate extension: the session token of temporary credentials (STS), alongside the two keys.
+    aws_session_token: SecretField = None
+    aws_session_token_plaintext: SecretField = None
+    # No keys: credentials come from botocore's default chain on the host (its instance profile included).
+    instance_profile_arn: str | None = Field(default=None, pattern=r"^arn:aws[a-z-]*:iam::\d{12}:[a-z-]+/.+$")
+    uc_service_credential_name: str | None = None
     bedrock_endpoint_url: str | None = Field(default=None, pattern=r"^https?://")
 
     @field_validator("bedrock_provider")
@@ -65,7 +72,7 @@ class BedrockProvider(Provider):
     name = "amazon-bedrock"
     config_key = "amazon_bedrock_config"
     config_model = BedrockConfig
-    secret_fields = (("aws_access_key_id", True), ("aws_secret_access_key", True))
+    secret_fields = (("aws_access_key_id", False), ("aws_secret_access_key", False), ("aws_session_token", False))
 
     def __init__(self, model_name: str, task: str, config: ProviderConfig, deps: ProviderDeps) -> None:
         super().__init__(model_name, task, config, deps)
@@ -73,41 +80,68 @@ class BedrockProvider(Provider):
         raw = config.model_dump()
         self.region = config.aws_region
         self.bedrock_provider = config.bedrock_provider
-        self.access_key = self.secret(raw, "aws_access_key_id")
-        self.secret_key = self.secret(raw, "aws_secret_access_key")
+        self.credentials = BedrockCredentials(
+            self.secret(raw, "aws_access_key_id"),
+            self.secret(raw, "aws_secret_access_key"),
+            self.secret(raw, "aws_session_token"),
+        )
         default = f"https://bedrock-runtime.{self.region}.amazonaws.com"
         self.base = (config.bedrock_endpoint_url or default).rstrip("/")
         self.client = self.upstream_client()
 
+    @classmethod
+    def parse_config(cls, raw: Any) -> ProviderConfig:
+        config = super().parse_config(raw)
+        assert isinstance(config, BedrockConfig)
+        where = cls.config_key
+        if config.uc_service_credential_name is not None:
+            raise InvalidParameterValue(
+                f"{where}.uc_service_credential_name (a Unity Catalog service credential) is not supported; give "
+                "aws_access_key_id and aws_secret_access_key, or instance_profile_arn to use the host's AWS credentials"
+            )
+        given = {f for f in ("aws_access_key_id", "aws_secret_access_key", "aws_session_token") if _has(config, f)}
+        if given and not {"aws_access_key_id", "aws_secret_access_key"} <= given:
+            raise InvalidParameterValue(
+                f"{where}: give both aws_access_key_id and aws_secret_access_key (with aws_session_token for "
+                "temporary credentials), or neither and instance_profile_arn"
+            )
+        if given and config.instance_profile_arn is not None:
+            raise InvalidParameterValue(f"{where}: give AWS keys or instance_profile_arn, not both")
+        if not given and config.instance_profile_arn is None:
+            raise InvalidParameterValue(
+                f"{where}: give aws_access_key_id and aws_secret_access_key (secret references or _plaintext), "
+                "or instance_profile_arn to use the AWS credentials of the host modelgate runs on"
+            )
+        return config
+
     def _url(self, action: str) -> str:
         return f"{self.base}/model/{quote(self.model_name, safe=':')}/{action}"
 
-    def _signed_headers(self, url: str, body: Json, accept: str = "application/json") -> dict[str, str]:
+    async def _signed_headers(self, url: str, body: Json, accept: str = "application/json") -> dict[str, str]:
         """SigV4 headers for POSTing `body`; UpstreamClient serializes it to the same bytes (orjson)."""
-        access = self.access_key.get() if self.access_key else ""
-        secret = self.secret_key.get() if self.secret_key else ""
-        request = AWSRequest(
-            method="POST",
-            url=url,
-            data=orjson.dumps(body),
-            headers={"Content-Type": "application/json", "Accept": accept},
-        )
-        SigV4Auth(Credentials(access, secret), "bedrock", self.region).add_auth(request)
-        return {k: v for k, v in request.headers.items()}
+        return sign(url, orjson.dumps(body), accept, await self.credentials.current(), self.region)
 
     async def _post(self, action: str, body: Json) -> Json:
         url = self._url(action)
-        return await self.client.post_json(url, body, self._signed_headers(url, body))
+        return await self.client.post_json(url, body, await self._signed_headers(url, body))
 
     async def chat(self, request: ChatRequest) -> Json:
         body, format_tool = t.converse_body(request, self.bedrock_provider)
-        resp = await self._post("converse", body)
-        return t.chat_response(resp, self.model_name, format_tool)
+        n = request.n or 1
+        answers = await asyncio.gather(*(self._post("converse", body) for _ in range(n)))
+        responses = [t.chat_response(resp, self.model_name, format_tool) for resp in answers]
+        return responses[0] if n == 1 else merge_choices(responses)
 
-    async def chat_stream(self, request: ChatRequest) -> AsyncIterator[Json]:
-        body, format_tool = t.converse_body(request, self.bedrock_provider)
+    def chat_stream(self, request: ChatRequest) -> AsyncIterator[Json]:
+        body, format_tool = t.converse_body(request, self.bedrock_provider)  # a bad request fails before streaming
+        n = request.n or 1
+        if n == 1:
+            return self._one_stream(body, format_tool)
+        return fanout_stream(lambda _: self._one_stream(body, format_tool), n)
+
+    async def _one_stream(self, body: Json, format_tool: str | None) -> AsyncIterator[Json]:
         url = self._url("converse-stream")
-        headers = self._signed_headers(url, body, "application/vnd.amazon.eventstream")
+        headers = await self._signed_headers(url, body, "application/vnd.amazon.eventstream")
         translator = t.StreamTranslator(self.model_name, format_tool)
         async for kind, event in self._events(url, body, headers):
             for chunk in translator.feed(kind, event):
@@ -148,3 +182,7 @@ class BedrockProvider(Provider):
         bodies = t.embed_bodies(request, self.bedrock_provider)
         answers = await asyncio.gather(*(self._post("invoke", body) for body in bodies))
         return t.embed_response(list(answers), request.inputs(), self.model_name)
+
+
+def _has(config: BedrockConfig, field: str) -> bool:
+    return getattr(config, field) is not None or getattr(config, field + "_plaintext") is not None

@@ -44,14 +44,13 @@ _IMAGE_FORMATS = {"image/jpeg": "jpeg", "image/png": "png", "image/gif": "gif", 
 
 
 def converse_body(request: ChatRequest, bedrock_provider: str = "anthropic") -> tuple[Json, str | None]:
-    """A Converse body, and the name of the structured-output tool if one was added. Example (API_runtime_Converse):
+    """A Converse body, and the name of the structured-output tool if one was added (Converse has no `n`: the
+    provider fans out). Example (API_runtime_Converse):
     {"messages": [{"role": "user", "content": [{"text": "Hello"}]}], "system": [{"text": "be brief"}],
      "inferenceConfig": {"maxTokens": 512, "temperature": 0.5, "topP": 0.9, "stopSequences": ["END"]},
      "toolConfig": {"tools": [{"toolSpec": {"name": ..., "inputSchema": {"json": {...}}}}],
                     "toolChoice": {"auto": {}}}}
     """
-    if (request.n or 1) > 1:
-        raise BadRequest("Provider 'amazon-bedrock' does not support n > 1.")
     data = request.model_dump(exclude_none=True, by_alias=True)
     system: list[Json] = []
     messages: list[Json] = []

@@ -13,12 +13,11 @@ from collections.abc import AsyncIterator
 
 from pydantic import Field
 
-from modelgate.errors import BadRequest
 from modelgate.protocol.chat import ChatRequest
 from modelgate.protocol.embeddings import EmbeddingRequest
 from modelgate.providers import cohere_translate as t
-from modelgate.providers.anthropic_translate import merge_choices
 from modelgate.providers.base import Json, Provider, ProviderConfig, ProviderDeps
+from modelgate.providers.fanout import fanout_stream, merge_choices
 from modelgate.providers.openai_compat import response_as_chunks
 
 COHERE_DEFAULT_BASE = "https://api.cohere.com"
@@ -61,11 +60,12 @@ class CohereProvider(Provider):
         return t.chat_response(resp, self.model_name)
 
     def chat_stream(self, request: ChatRequest) -> AsyncIterator[Json]:
-        if (request.n or 1) > 1:  # raised before the stream starts, so the client gets a plain 400
-            raise BadRequest("Provider 'cohere' does not support n > 1 when streaming.")
         body = t.chat_body(request, self.model_name)
         body["stream"] = True
-        return self._stream(body)
+        n = request.n or 1
+        if n == 1:
+            return self._stream(body)
+        return fanout_stream(lambda _: self._stream(body), n)
 
     async def _stream(self, body: Json) -> AsyncIterator[Json]:
         translator = t.StreamTranslator(self.model_name)

@@ -3,6 +3,13 @@
 Cohere v2 messages are close to OpenAI's (system/user/assistant/tool roles, `tool_calls`, `tool_call_id`);
 sampling knobs are renamed (top_p → p, top_k → k, stop → stop_sequences) and answers, stream events and
 usage have their own shapes.
+
+- Images (docs.cohere.com/docs/image-inputs): user content parts `{"type": "image_url", "image_url": {"url",
+  "detail"}}`, the same shape as OpenAI's, data URLs or https URLs (Cohere fetches those itself).
+- Reasoning (docs.cohere.com/docs/reasoning): `thinking: {"type": "enabled", "token_budget"}` or
+  `{"type": "disabled"}`; answers carry `{"type": "thinking", "thinking": "..."}` content blocks (streamed as
+  content-delta `delta.message.content.thinking`), which come back as our reasoning blocks (Cohere signs
+  nothing, so there is no signature) and go back to Cohere from assistant history as thinking blocks.
 """
 
 from __future__ import annotations
@@ -10,8 +17,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from modelgate.errors import BadRequest
 from modelgate.protocol.chat import ChatRequest
 from modelgate.protocol.embeddings import EmbeddingRequest
+from modelgate.providers.anthropic_translate import EFFORT_BUDGETS
 from modelgate.providers.base import chat_chunk
 
 Json = dict[str, Any]
@@ -28,7 +37,7 @@ def chat_body(request: ChatRequest, model: str) -> Json:
      "stop_sequences": ["END"], "tools": [{"type": "function", "function": {"name": ..., "parameters": ...}}]}
     """
     data = request.model_dump(exclude_none=True, by_alias=True, exclude={"n"})
-    body: Json = {"model": model, "messages": [_message(m) for m in data["messages"]]}
+    body: Json = {"model": model, "messages": [_message(m, i) for i, m in enumerate(data["messages"])]}
     for ours, theirs in _RENAMED.items():
         if data.get(ours) is not None:
             body[theirs] = data[ours]
@@ -49,16 +58,54 @@ def chat_body(request: ChatRequest, model: str) -> Json:
         body["response_format"] = {"type": "json_object"}
     elif fmt and fmt.get("type") == "json_schema":
         body["response_format"] = {"type": "json_object", "json_schema": (fmt.get("json_schema") or {}).get("schema")}
+    thinking = _thinking(request)
+    if thinking is not None:
+        body["thinking"] = thinking
     if request.extra_params:
         body.update(request.extra_params)
     return body
 
 
-def _message(msg: Json) -> Json:
+def _thinking(request: ChatRequest) -> Json | None:
+    """`thinking` / `reasoning_effort` → Cohere's thinking parameter (effort → the same budgets as Anthropic)."""
+    if request.thinking is not None:
+        if request.thinking.type == "disabled":
+            return {"type": "disabled"}
+        budget = request.thinking.budget_tokens
+        return {"type": "enabled", **({"token_budget": budget} if budget else {})}
+    effort = request.reasoning_effort
+    if effort is None:
+        return None
+    if effort == "none":
+        return {"type": "disabled"}
+    return {"type": "enabled", "token_budget": EFFORT_BUDGETS[effort]}
+
+
+def _content(role: str, content: Any, index: int) -> Any:
+    """Content parts in Cohere's shape: text everywhere, images in user turns, thinking in assistant turns."""
+    if isinstance(content, str):
+        return content
+    parts: list[Json] = []
+    for part in content:
+        kind = part.get("type")
+        if kind == "text":
+            parts.append({"type": "text", "text": part.get("text", "")})
+        elif kind == "image_url" and role == "user":
+            parts.append({"type": "image_url", "image_url": part["image_url"]})
+        elif kind == "reasoning" and role == "assistant":
+            for item in part.get("summary") or []:
+                if item.get("type") == "summary_text":
+                    parts.append({"type": "thinking", "thinking": item.get("text") or ""})
+        else:
+            raise BadRequest(f"messages[{index}]: provider 'cohere' does not take '{kind}' content in {role} messages.")
+    return parts
+
+
+def _message(msg: Json, index: int) -> Json:
     role = msg["role"]
     out: Json = {"role": "system" if role == "developer" else role}
     if msg.get("content") is not None:
-        out["content"] = msg["content"]
+        out["content"] = _content(role, msg["content"], index)
     if role == "assistant" and msg.get("tool_calls"):
         out["tool_calls"] = [
             {"id": c["id"], "type": "function", "function": {k: c["function"][k] for k in ("name", "arguments")}}
@@ -83,6 +130,11 @@ def _tool_choice(choice: Any, body: Json) -> None:
         body["tool_choice"] = "REQUIRED"
 
 
+def reasoning_block(text: str) -> Json:
+    """A Cohere thinking block's text as our reasoning content block."""
+    return {"type": "reasoning", "summary": [{"type": "summary_text", "text": text}]}
+
+
 def usage(raw: Json | None) -> Json:
     """Cohere usage {"billed_units": {...}, "tokens": {"input_tokens", "output_tokens"}} → OpenAI usage."""
     raw = raw or {}
@@ -99,7 +151,11 @@ def chat_response(resp: Json, model: str) -> Json:
     """
     msg = resp.get("message") or {}
     text = "".join(p.get("text", "") for p in msg.get("content") or [] if p.get("type") == "text")
-    message: Json = {"role": "assistant", "content": text or None}
+    reasoning = [
+        reasoning_block(p.get("thinking") or "") for p in msg.get("content") or [] if p.get("type") == "thinking"
+    ]
+    content: Any = [*reasoning, {"type": "text", "text": text}] if reasoning else (text or None)
+    message: Json = {"role": "assistant", "content": content}
     if msg.get("tool_calls"):
         message["tool_calls"] = [
             {"id": c["id"], "type": "function", "function": c["function"]} for c in msg["tool_calls"]
@@ -143,7 +199,10 @@ class StreamTranslator:
             self.id = event.get("id")
             return [self._chunk({"role": "assistant", "content": ""})]
         if kind == "content-delta":
-            return [self._chunk({"content": (delta.get("content") or {}).get("text", "")})]
+            part = delta.get("content") or {}
+            if "thinking" in part:
+                return [self._chunk({"content": [reasoning_block(part["thinking"] or "")]})]
+            return [self._chunk({"content": part.get("text", "")})]
         if kind == "tool-call-start":
             call = delta.get("tool_calls") or {}
             fn = call.get("function") or {}

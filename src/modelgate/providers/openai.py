@@ -1,7 +1,10 @@
-"""Provider `openai`: OpenAI's API, and Azure OpenAI (`openai_api_type` azure with an API key).
+"""Provider `openai`: OpenAI's API, and Azure OpenAI (`openai_api_type` azure with an API key, or azuread with a
+Microsoft Entra ID app registration whose access token is sent as a Bearer token; see `entra.py`).
 
 Config (reference §5.4): openai_api_key / _plaintext, openai_api_base, openai_api_type, openai_api_version,
-openai_deployment_name, openai_organization, microsoft_entra_* (azuread).
+openai_deployment_name, openai_organization, microsoft_entra_client_id, microsoft_entra_client_secret /
+_plaintext, microsoft_entra_tenant_id; modelgate extension microsoft_entra_authority_host (sovereign clouds,
+tests).
 Example upstream call (platform.openai.com/docs/api-reference/chat/create):
     POST https://api.openai.com/v1/chat/completions  Authorization: Bearer sk-...
 """
@@ -10,8 +13,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from pydantic import Field
+
 from modelgate.errors import InvalidParameterValue
 from modelgate.providers.base import Json, ProviderConfig, ProviderDeps
+from modelgate.providers.entra import DEFAULT_AUTHORITY_HOST, EntraTokenSource
 from modelgate.providers.openai_compat import OpenAICompatibleProvider
 
 OPENAI_DEFAULT_BASE = "https://api.openai.com/v1"
@@ -29,14 +35,17 @@ class OpenAIConfig(ProviderConfig):
     microsoft_entra_client_id: str | None = None
     microsoft_entra_client_secret: SecretField = None
     microsoft_entra_client_secret_plaintext: SecretField = None
-    microsoft_entra_tenant_id: str | None = None
+    microsoft_entra_tenant_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9.-]*$")
+    # modelgate extension: the Entra ID authority host (default https://login.microsoftonline.com), for
+    # sovereign clouds (e.g. https://login.microsoftonline.us) and tests.
+    microsoft_entra_authority_host: str | None = Field(default=None, pattern=r"^https?://[^/?#]+/?$")
 
 
 class OpenAIProvider(OpenAICompatibleProvider):
     name = "openai"
     config_key = "openai_config"
     config_model = OpenAIConfig
-    secret_fields = (("openai_api_key", False),)
+    secret_fields = (("openai_api_key", False), ("microsoft_entra_client_secret", False))
     # OpenAI's API rejects these; Databricks-only knobs are translated or dropped.
     unsupported_fields = frozenset({"top_k", "thinking"})
 
@@ -55,6 +64,17 @@ class OpenAIProvider(OpenAICompatibleProvider):
         else:
             self.base = base
             self.query = ""
+        self.entra: EntraTokenSource | None = None
+        if config.openai_api_type == "azuread":
+            secret = self.secret(raw, "microsoft_entra_client_secret")
+            assert secret is not None and config.microsoft_entra_client_id and config.microsoft_entra_tenant_id
+            self.entra = EntraTokenSource(
+                deps.http,
+                config.microsoft_entra_tenant_id,
+                config.microsoft_entra_client_id,
+                secret,
+                config.microsoft_entra_authority_host or DEFAULT_AUTHORITY_HOST,
+            )
 
     @classmethod
     def parse_config(cls, raw: Any) -> ProviderConfig:
@@ -65,10 +85,7 @@ class OpenAIProvider(OpenAICompatibleProvider):
             if missing:
                 raise InvalidParameterValue(f"openai_config: Azure OpenAI needs {', '.join(missing)}")
         if config.openai_api_type == "azuread":
-            raise InvalidParameterValue(
-                "openai_config: openai_api_type 'azuread' (Microsoft Entra ID) is not supported yet; "
-                "use 'azure' with an API key"
-            )
+            _check_entra(config)
         if config.openai_api_type in (None, "openai") and not (
             config.openai_api_key or config.openai_api_key_plaintext
         ):
@@ -76,6 +93,12 @@ class OpenAIProvider(OpenAICompatibleProvider):
                 "openai_config: 'openai_api_key' (a secret reference) or 'openai_api_key_plaintext' is required"
             )
         return config
+
+    async def request_headers(self) -> dict[str, str]:
+        headers = self.headers()
+        if self.entra is not None:
+            headers["Authorization"] = f"Bearer {await self.entra.token()}"
+        return headers
 
     def url_for(self, route: str) -> str:
         return f"{self.base}/{route}{self.query}"
@@ -102,3 +125,26 @@ class OpenAIProvider(OpenAICompatibleProvider):
             budget = thinking.budget_tokens or 0
             body["reasoning_effort"] = "low" if budget < 4096 else "medium" if budget < 16384 else "high"
         return body
+
+
+def _check_entra(config: OpenAIConfig) -> None:
+    """azuread authenticates with an Entra ID app registration (client id, secret, tenant), not an API key."""
+    missing = [
+        name
+        for name, value in (
+            ("microsoft_entra_client_id", config.microsoft_entra_client_id),
+            ("microsoft_entra_tenant_id", config.microsoft_entra_tenant_id),
+            (
+                "microsoft_entra_client_secret (a secret reference) or microsoft_entra_client_secret_plaintext",
+                config.microsoft_entra_client_secret or config.microsoft_entra_client_secret_plaintext,
+            ),
+        )
+        if not value
+    ]
+    if missing:
+        raise InvalidParameterValue(f"openai_config: openai_api_type 'azuread' needs {', '.join(missing)}")
+    if config.openai_api_key or config.openai_api_key_plaintext:
+        raise InvalidParameterValue(
+            "openai_config: openai_api_type 'azuread' authenticates with the microsoft_entra_* fields; "
+            "drop openai_api_key, or use openai_api_type 'azure' for an API key"
+        )

@@ -35,6 +35,10 @@ class OpenAICompatibleProvider(Provider):
     def headers(self) -> dict[str, str]:
         raise NotImplementedError
 
+    async def request_headers(self) -> dict[str, str]:
+        """The headers of one upstream call; async for providers that fetch a token first (Entra ID)."""
+        return self.headers()
+
     def body_model_name(self) -> str | None:
         return self.model_name
 
@@ -53,7 +57,7 @@ class OpenAICompatibleProvider(Provider):
         body = self.build_body(request)
         body.pop("stream", None)
         body.pop("stream_options", None)
-        return await self.client.post_json(self.url_for("chat/completions"), body, self.headers())
+        return await self.client.post_json(self.url_for("chat/completions"), body, await self.request_headers())
 
     def chat_stream(self, request: ChatRequest) -> AsyncIterator[Json]:
         return self._stream("chat/completions", request)
@@ -62,20 +66,20 @@ class OpenAICompatibleProvider(Provider):
         body = self.build_body(request)
         body.pop("stream", None)
         body.pop("stream_options", None)
-        return await self.client.post_json(self.url_for("completions"), body, self.headers())
+        return await self.client.post_json(self.url_for("completions"), body, await self.request_headers())
 
     def completions_stream(self, request: CompletionRequest) -> AsyncIterator[Json]:
         return self._stream("completions", request)
 
     async def embeddings(self, request: EmbeddingRequest) -> Json:
         body = self.build_body(request)
-        return await self.client.post_json(self.url_for("embeddings"), body, self.headers())
+        return await self.client.post_json(self.url_for("embeddings"), body, await self.request_headers())
 
     async def _stream(self, route: str, request: ChatRequest | CompletionRequest) -> AsyncIterator[Json]:
         body = self.build_body(request)
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
-        async for event in self.client.stream_sse(self.url_for(route), body, self.headers()):
+        async for event in self.client.stream_sse(self.url_for(route), body, await self.request_headers()):
             whole = event.get("__whole_response__")
             if whole is not None:
                 for chunk in response_as_chunks(whole):

@@ -1,12 +1,13 @@
-"""Provider `google-cloud-vertex-ai`: Gemini through generateContent / streamGenerateContent, text embeddings
-through :predict, on https://{region}-aiplatform.googleapis.com/v1/projects/{project}/locations/{region}/
+"""Provider `google-cloud-vertex-ai`: Gemini through generateContent / streamGenerateContent (chat, and
+completions as single-turn chats), text embeddings through :predict, on https://{region}-aiplatform.googleapis.com/v1/projects/{project}/locations/{region}/
 publishers/google/models/{model}:{method}.
 
 Config (reference §5.4): project_id, region, private_key (a secret reference) or private_key_plaintext — the
 service account's JSON key. modelgate extensions: `vertex_api_base` (replaces the regional host, for proxies
 and tests) and `vertex_token_uri` (replaces the key's token_uri). The key is exchanged for an OAuth access
 token by google-auth; the token is cached and refreshed in a worker thread, since google-auth is blocking.
-Translation lives in `vertex_translate.py`.
+Translation lives in `vertex_translate.py` and `vertex_completions.py`; Gemini's errors are mapped by their
+status name in `vertex_errors.py`.
 """
 
 from __future__ import annotations
@@ -25,10 +26,14 @@ from pydantic import Field
 
 from modelgate.errors import ExternalModelError, InvalidParameterValue
 from modelgate.protocol.chat import ChatRequest
+from modelgate.protocol.completions import CompletionRequest
 from modelgate.protocol.embeddings import EmbeddingRequest
+from modelgate.providers import vertex_completions as tc
 from modelgate.providers import vertex_translate as t
 from modelgate.providers.base import Json, Provider, ProviderConfig, ProviderDeps
+from modelgate.providers.fanout import fanout_stream
 from modelgate.providers.openai_compat import response_as_chunks
+from modelgate.providers.vertex_errors import gemini_error
 from modelgate.secrets import SecretValue
 
 SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
@@ -159,16 +164,28 @@ class VertexProvider(Provider):
     async def headers(self) -> dict[str, str]:
         return {"Content-Type": "application/json", "Authorization": f"Bearer {await self.tokens.token()}"}
 
+    async def _post(self, method: str, body: Json) -> Json:
+        try:
+            return await self.client.post_json(f"{self.model_url}:{method}", body, await self.headers())
+        except ExternalModelError as exc:
+            raise gemini_error(exc) from None
+
+    async def _events(self, body: Json) -> AsyncIterator[Json]:
+        """streamGenerateContent's SSE events; an error (also one sent mid-stream) mapped by its status."""
+        url = f"{self.model_url}:streamGenerateContent?alt=sse"
+        try:
+            async for event in self.client.stream_sse(url, body, await self.headers()):
+                yield event
+        except ExternalModelError as exc:
+            raise gemini_error(exc) from None
+
     async def chat(self, request: ChatRequest) -> Json:
-        body = t.chat_body(request)
-        resp = await self.client.post_json(f"{self.model_url}:generateContent", body, await self.headers())
+        resp = await self._post("generateContent", t.chat_body(request))
         return t.chat_response(resp, self.model_name)
 
     async def chat_stream(self, request: ChatRequest) -> AsyncIterator[Json]:
-        body = t.chat_body(request)
-        url = f"{self.model_url}:streamGenerateContent?alt=sse"
         translator = t.StreamTranslator(self.model_name)
-        async for event in self.client.stream_sse(url, body, await self.headers()):
+        async for event in self._events(t.chat_body(request)):
             whole = event.get("__whole_response__")
             if whole is not None:  # an upstream that answered with one JSON body
                 for chunk in response_as_chunks(t.chat_response(whole, self.model_name)):
@@ -179,7 +196,27 @@ class VertexProvider(Provider):
         for chunk in translator.close():
             yield chunk
 
+    async def completions(self, request: CompletionRequest) -> Json:
+        bodies = [tc.completion_body(request, prompt) for prompt in request.prompts()]
+        answers = await asyncio.gather(*(self._post("generateContent", body) for body in bodies))
+        return tc.completion_response(list(answers), self.model_name, request.n or 1)
+
+    def completions_stream(self, request: CompletionRequest) -> AsyncIterator[Json]:
+        bodies = [tc.completion_body(request, prompt) for prompt in request.prompts()]  # bad requests fail here
+        n = request.n or 1
+        if len(bodies) == 1:
+            return self._completion_stream(bodies[0], 0)
+        return fanout_stream(lambda i: self._completion_stream(bodies[i], i * n), len(bodies), reindex=False)
+
+    async def _completion_stream(self, body: Json, offset: int) -> AsyncIterator[Json]:
+        translator = tc.CompletionStreamTranslator(self.model_name, offset)
+        async for event in self._events(body):
+            whole = event.get("__whole_response__")
+            for chunk in translator.feed(whole if whole is not None else event):
+                yield chunk
+        for chunk in translator.close():
+            yield chunk
+
     async def embeddings(self, request: EmbeddingRequest) -> Json:
-        body = t.embed_body(request)
-        resp = await self.client.post_json(f"{self.model_url}:predict", body, await self.headers())
+        resp = await self._post("predict", t.embed_body(request))
         return t.embed_response(resp, self.model_name)

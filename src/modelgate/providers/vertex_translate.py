@@ -18,6 +18,7 @@ from modelgate.errors import BadRequest
 from modelgate.protocol.chat import ChatRequest
 from modelgate.protocol.embeddings import EmbeddingRequest
 from modelgate.providers.base import chat_chunk
+from modelgate.providers.vertex_errors import raise_if_blocked
 
 Json = dict[str, Any]
 
@@ -30,6 +31,7 @@ FINISH_REASONS = {
     "BLOCKLIST": "content_filter",
     "PROHIBITED_CONTENT": "content_filter",
     "SPII": "content_filter",
+    "IMAGE_SAFETY": "content_filter",
 }
 # reasoning_effort → thinkingConfig.thinkingBudget (tokens).
 EFFORT_BUDGETS = {"minimal": 512, "low": 1024, "medium": 8192, "high": 24576, "xhigh": 32768, "max": 32768}
@@ -149,19 +151,7 @@ def _assistant_parts(msg: Json) -> list[Json]:
 
 
 def _generation_config(data: Json, request: ChatRequest) -> Json:
-    config: Json = {}
-    for ours, theirs in (("temperature", "temperature"), ("top_p", "topP"), ("top_k", "topK"), ("seed", "seed")):
-        if data.get(ours) is not None:
-            config[theirs] = data[ours]
-    for ours, theirs in (("presence_penalty", "presencePenalty"), ("frequency_penalty", "frequencyPenalty")):
-        if data.get(ours) is not None:
-            config[theirs] = data[ours]
-    max_tokens = data.get("max_completion_tokens") or data.get("max_tokens")
-    if max_tokens is not None:
-        config["maxOutputTokens"] = max_tokens
-    stop = data.get("stop")
-    if stop is not None:
-        config["stopSequences"] = [stop] if isinstance(stop, str) else stop
+    config = sampling_config(data)
     if (request.n or 1) > 1:
         config["candidateCount"] = request.n
     fmt = data.get("response_format") or {}
@@ -175,6 +165,24 @@ def _generation_config(data: Json, request: ChatRequest) -> Json:
     thinking = _thinking_config(request)
     if thinking is not None:
         config["thinkingConfig"] = thinking
+    return config
+
+
+def sampling_config(data: Json) -> Json:
+    """The generationConfig knobs chat and completions share (a request dumped with exclude_none)."""
+    config: Json = {}
+    for ours, theirs in (("temperature", "temperature"), ("top_p", "topP"), ("top_k", "topK"), ("seed", "seed")):
+        if data.get(ours) is not None:
+            config[theirs] = data[ours]
+    for ours, theirs in (("presence_penalty", "presencePenalty"), ("frequency_penalty", "frequencyPenalty")):
+        if data.get(ours) is not None:
+            config[theirs] = data[ours]
+    max_tokens = data.get("max_completion_tokens") or data.get("max_tokens")
+    if max_tokens is not None:
+        config["maxOutputTokens"] = max_tokens
+    stop = data.get("stop")
+    if stop is not None:
+        config["stopSequences"] = [stop] if isinstance(stop, str) else stop
     return config
 
 
@@ -233,7 +241,7 @@ def _tool_call(call: Json, index: int) -> Json:
     return {"id": call_id, "type": "function", "function": {"name": call.get("name"), "arguments": args}}
 
 
-def _finish(reason: Any, has_calls: bool) -> str:
+def finish_reason(reason: Any, has_calls: bool = False) -> str:
     if has_calls:
         return "tool_calls"
     return FINISH_REASONS.get(str(reason), "stop")
@@ -245,6 +253,7 @@ def chat_response(resp: Json, model: str) -> Json:
      "usageMetadata": {"promptTokenCount": 5, "candidatesTokenCount": 2, "totalTokenCount": 7},
      "modelVersion": "gemini-2.5-flash", "responseId": "abc"}
     """
+    raise_if_blocked(resp)
     choices = []
     for i, cand in enumerate(resp.get("candidates") or []):
         texts: list[str] = []
@@ -263,7 +272,7 @@ def chat_response(resp: Json, model: str) -> Json:
         message: Json = {"role": "assistant", "content": content}
         if calls:
             message["tool_calls"] = calls
-        finish = _finish(cand.get("finishReason"), bool(calls))
+        finish = finish_reason(cand.get("finishReason"), bool(calls))
         choices.append({"index": cand.get("index", i), "message": message, "finish_reason": finish})
     return {
         "id": resp.get("responseId"),
@@ -294,6 +303,7 @@ class StreamTranslator:
 
     def feed(self, event: Json) -> list[Json]:
         self.id = self.id or event.get("responseId")
+        raise_if_blocked(event)
         if event.get("usageMetadata"):
             self.usage = event["usageMetadata"]
         out: list[Json] = []
@@ -319,7 +329,8 @@ class StreamTranslator:
                 elif part.get("text"):
                     out.append(self._chunk(index, {"content": part["text"]}))
             if cand.get("finishReason"):
-                out.append(self._chunk(index, {}, _finish(cand["finishReason"], bool(self.calls.get(index)))))
+                finish = finish_reason(cand["finishReason"], bool(self.calls.get(index)))
+                out.append(self._chunk(index, {}, finish))
         return out
 
     def close(self) -> list[Json]:
