@@ -41,24 +41,30 @@ async def principal(request: Request) -> Principal:
 async def read_json(request: Request) -> Any:
     """The body as JSON, refusing bodies past the configured size before reading them whole."""
     limit = services(request).settings.max_request_bytes
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        try:
-            size = int(declared)
-        except ValueError:
-            raise BadRequest("Content-Length is not a number.") from None
-        if size > limit:
-            raise PayloadTooLarge(f"Request body is {size} bytes; the limit is {limit} bytes.")
-        body = await request.body()
-    else:
-        chunks: list[bytes] = []
-        total = 0
-        async for chunk in request.stream():
-            total += len(chunk)
-            if total > limit:
-                raise PayloadTooLarge(f"Request body exceeds the limit of {limit} bytes.")
-            chunks.append(chunk)
-        body = b"".join(chunks)
+    check_declared_size(request.headers.get("content-length"), limit)
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > limit:
+            raise PayloadTooLarge(f"Request body exceeds the limit of {limit} bytes.")
+        chunks.append(chunk)
+    return parse_json(b"".join(chunks))
+
+
+def check_declared_size(content_length: str | None, limit: int) -> None:
+    """Refuse a body whose Content-Length is past the limit before reading any of it."""
+    if content_length is None:
+        return
+    try:
+        size = int(content_length)
+    except ValueError:
+        raise BadRequest("Content-Length is not a number.") from None
+    if size > limit:
+        raise PayloadTooLarge(f"Request body is {size} bytes; the limit is {limit} bytes.")
+
+
+def parse_json(body: bytes) -> Any:
     if not body.strip():
         raise BadRequest("Request body is empty; send a JSON object.")
     try:
@@ -68,6 +74,13 @@ async def read_json(request: Request) -> Any:
     # Only a body with that many brackets can nest that deep, so the usual request skips the walk.
     if body.count(b"{") + body.count(b"[") > MAX_JSON_DEPTH and _nesting_exceeds(data, MAX_JSON_DEPTH):
         raise BadRequest(f"Request body nests JSON deeper than {MAX_JSON_DEPTH} levels.")
+    return data
+
+
+def parse_json_object(body: bytes) -> dict[str, Any]:
+    data = parse_json(body)
+    if not isinstance(data, dict):
+        raise BadRequest("Request body must be a JSON object.")
     return data
 
 
