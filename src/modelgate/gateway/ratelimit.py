@@ -25,6 +25,7 @@ from modelgate.errors import RequestLimitExceeded
 log = logging.getLogger(__name__)
 
 WINDOW_S = 60
+MAX_CACHED_CALLERS = 10_000
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,19 @@ class RateLimiter:
     def __init__(self, backend: CounterBackend) -> None:
         self.backend = backend
         self._pending: set[asyncio.Task[None]] = set()
+        # (endpoint, caller) -> (the rules list they were built from, counters): rebuilt when the rules change.
+        self._applicable: dict[tuple[str, str, str, frozenset[str]], tuple[list[dict[str, Any]], list[Counter]]] = {}
+
+    def _counters_for(self, endpoint_id: str, rules: list[dict[str, Any]], who: Principal) -> list[Counter]:
+        key = (endpoint_id, who.kind, who.name, who.groups)
+        hit = self._applicable.get(key)
+        if hit is not None and hit[0] is rules:
+            return hit[1]
+        counters = applicable_counters(endpoint_id, rules, who)
+        if len(self._applicable) >= MAX_CACHED_CALLERS:
+            self._applicable.clear()
+        self._applicable[key] = (rules, counters)
+        return counters
 
     async def admit(
         self, endpoint_id: str, endpoint: str, gateway: dict[str, Any] | None, who: Principal
@@ -90,7 +104,7 @@ class RateLimiter:
         rules = (gateway or {}).get("rate_limits") or []
         if not rules:
             return None
-        counters = applicable_counters(endpoint_id, rules, who)
+        counters = self._counters_for(endpoint_id, rules, who)
         if not counters:
             return None
         now = time.time()

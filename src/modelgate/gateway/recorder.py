@@ -6,7 +6,6 @@ writer thread, when the row is written.
 
 from __future__ import annotations
 
-import datetime as dt
 import random
 from typing import Any
 
@@ -54,85 +53,89 @@ def output_chars(record: CallRecord) -> int:
 
 
 class GatewayRecorder:
+    """Hands each finished query whose endpoint tracks usage or keeps an inference table to the writer.
+
+    The request path pays one deque append; which rows to write (sampling included) is decided by the
+    writer thread in `RecordedCall.rows`."""
+
     def __init__(self, writer: GatewayWriter) -> None:
         self.writer = writer
-        self._random = random.Random()
 
     def observe(self, record: CallRecord) -> None:
-        gateway = record.ai_gateway or {}
-        usage_cfg = gateway.get("usage_tracking_config") or {}
-        table_cfg = gateway.get("inference_table_config") or {}
-        if usage_cfg.get("enabled"):
-            self.writer.submit(USAGE_TABLE, UsageRow(record))
-        if table_cfg.get("enabled"):
-            fraction = float(table_cfg.get("sampling_fraction") or 1.0)
-            if fraction >= 1.0 or self._random.random() < fraction:
-                name = payload_table_name(table_cfg, record.endpoint)
-                self.writer.submit(name, PayloadRow(record, fraction))
+        gateway = record.ai_gateway
+        if not gateway:
+            return
+        usage, table = gateway.get("usage_tracking_config"), gateway.get("inference_table_config")
+        if (usage and usage.get("enabled")) or (table and table.get("enabled")):
+            self.writer.submit(RecordedCall(record))
 
 
-class UsageRow:
-    """A usage row, built by the writer thread (character counts walk the whole request)."""
+_sampler = random.Random()
+
+
+class RecordedCall:
+    """One finished query; its usage and payload rows are built in the writer thread."""
 
     __slots__ = ("record",)
 
     def __init__(self, record: CallRecord) -> None:
         self.record = record
 
-    def materialize(self) -> dict[str, Any]:
+    def rows(self) -> list[tuple[str, dict[str, Any]]]:
         record = self.record
-        when = dt.datetime.fromtimestamp(record.request_time, tz=dt.UTC)
-        return {
-            "databricks_request_id": record.request_id,
-            "client_request_id": record.client_request_id,
-            "requester": record.principal.name,
-            "endpoint_name": record.endpoint,
-            "endpoint_id": record.endpoint_id,
-            "served_entity_id": record.served_entity,
-            "status_code": record.status_code,
-            "usage_date": when.date(),
-            "request_time": when,
-            "input_token_count": record.prompt_tokens,
-            "output_token_count": record.completion_tokens,
-            "input_character_count": input_chars(record),
-            "output_character_count": output_chars(record),
-            "usage_context": record.usage_context,
-            "request_streaming": record.streaming,
-        }
+        gateway = record.ai_gateway or {}
+        out: list[tuple[str, dict[str, Any]]] = []
+        if (gateway.get("usage_tracking_config") or {}).get("enabled"):
+            out.append((USAGE_TABLE, usage_row(record)))
+        table_cfg = gateway.get("inference_table_config") or {}
+        if table_cfg.get("enabled"):
+            fraction = float(table_cfg.get("sampling_fraction") or 1.0)
+            if fraction >= 1.0 or _sampler.random() < fraction:
+                out.append((payload_table_name(table_cfg, record.endpoint), payload_row(record, fraction)))
+        return out
 
 
-class PayloadRow:
-    """An inference-table row whose request/response JSON is rendered by the writer thread."""
+def usage_row(record: CallRecord) -> dict[str, Any]:
+    return {
+        "databricks_request_id": record.request_id,
+        "client_request_id": record.client_request_id,
+        "requester": record.principal.name,
+        "endpoint_name": record.endpoint,
+        "endpoint_id": record.endpoint_id,
+        "served_entity_id": record.served_entity,
+        "status_code": record.status_code,
+        "usage_date": record.request_time,
+        "request_time": record.request_time,
+        "input_token_count": record.prompt_tokens,
+        "output_token_count": record.completion_tokens,
+        "input_character_count": input_chars(record),
+        "output_character_count": output_chars(record),
+        "usage_context": record.usage_context,
+        "request_streaming": record.streaming,
+    }
 
-    __slots__ = ("fraction", "record")
 
-    def __init__(self, record: CallRecord, fraction: float) -> None:
-        self.record = record
-        self.fraction = fraction
-
-    def materialize(self) -> dict[str, Any]:
-        record = self.record
-        when = dt.datetime.fromtimestamp(record.request_time, tz=dt.UTC)
-        errors: list[str] = []
-        sent = record.request_body if record.request_body is not None else record.request
-        request_text = _bounded(LazyJson(sent).render(), "MAX_REQUEST_SIZE_EXCEEDED", errors)
-        response_text = None
-        if record.response is not None:
-            response_text = _bounded(LazyJson(record.response).render(), "MAX_RESPONSE_SIZE_EXCEEDED", errors)
-        return {
-            "databricks_request_id": record.request_id,
-            "client_request_id": record.client_request_id,
-            "request_date": when.date(),
-            "request_time": when,
-            "status_code": record.status_code,
-            "sampling_fraction": self.fraction,
-            "execution_duration_ms": int(record.duration_s * 1000),
-            "request": request_text,
-            "response": response_text,
-            "logging_error_codes": errors,
-            "served_entity_id": record.served_entity,
-            "requester": record.principal.name,
-        }
+def payload_row(record: CallRecord, fraction: float) -> dict[str, Any]:
+    errors: list[str] = []
+    sent = record.request_body if record.request_body is not None else record.request
+    request_text = _bounded(LazyJson(sent).render(), "MAX_REQUEST_SIZE_EXCEEDED", errors)
+    response_text = None
+    if record.response is not None:
+        response_text = _bounded(LazyJson(record.response).render(), "MAX_RESPONSE_SIZE_EXCEEDED", errors)
+    return {
+        "databricks_request_id": record.request_id,
+        "client_request_id": record.client_request_id,
+        "request_date": record.request_time,
+        "request_time": record.request_time,
+        "status_code": record.status_code,
+        "sampling_fraction": fraction,
+        "execution_duration_ms": int(record.duration_s * 1000),
+        "request": request_text,
+        "response": response_text,
+        "logging_error_codes": errors,
+        "served_entity_id": record.served_entity,
+        "requester": record.principal.name,
+    }
 
 
 def _bounded(payload: bytes, code: str, errors: list[str]) -> str | None:

@@ -1,20 +1,21 @@
-"""One writer for gateway rows: a bounded queue drained by a thread that inserts in batches.
+"""One writer for gateway rows: a bounded buffer drained by a thread that inserts in batches.
 
-The request path only does `queue.put_nowait` (microseconds). When the queue is full the row is dropped
-and counted (`dropped`, exported as a metric), never silently and never by blocking a request. `close()`
-drains everything still queued, so a graceful shutdown loses nothing.
+The request path only appends one item to a deque (well under a microsecond, no lock to take); the
+thread turns each item into its rows (`rows()`) and inserts them. When the buffer is full the item is
+dropped and counted (`dropped`, exported as a metric), never silently and never by blocking a request.
+`close()` drains everything still buffered, so a graceful shutdown loses nothing.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import queue
+import operator
 import threading
 import time
-from collections import defaultdict
-from collections.abc import Callable
-from typing import Any
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
 
 import orjson
 from sqlalchemy import JSON, Boolean, Date, DateTime, MetaData, Table
@@ -24,21 +25,31 @@ from modelgate.store.db import Database
 
 log = logging.getLogger(__name__)
 
-Row = Any  # a dict, or an object whose materialize() returns one (rendered here, off the request path)
+# A row to insert: column name -> value. DateTime and Date columns take epoch seconds (a float).
+Row = dict[str, Any]
+
+
+class RowSource(Protocol):
+    """What the request path hands over: turned into rows by the writer thread, off the request path."""
+
+    def rows(self) -> Iterable[tuple[str, Row]]: ...
 
 
 class GatewayWriter:
     def __init__(
-        self, db: Database, *, max_queue: int = 200_000, batch_size: int = 2000, flush_interval_s: float = 0.25
+        self, db: Database, *, max_pending: int = 100_000, batch_size: int = 2000, flush_interval_s: float = 0.25
     ) -> None:
         self.db = db
+        self.max_pending = max_pending
         self.batch_size = batch_size
         self.flush_interval_s = flush_interval_s
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=max_queue)
+        self._pending: deque[RowSource] = deque()
         self._metadata = MetaData()
         self._tables: dict[str, Table] = {USAGE_TABLE: usage_table(self._metadata)}
         self._created: set[str] = set()
         self._plans: dict[str, _InsertPlan] = {}
+        self.submitted = 0
+        self.done = 0  # items taken and written (or counted as failed)
         self.dropped = 0
         self.written = 0
         self.failed = 0
@@ -53,16 +64,18 @@ class GatewayWriter:
 
     @property
     def pending(self) -> int:
-        return self._queue.qsize()
+        return len(self._pending)
 
-    def submit(self, table: str, row: Row) -> None:
-        try:
-            self._queue.put_nowait((table, row))
-        except queue.Full:
+    def submit(self, item: RowSource) -> None:
+        # deque.append is atomic; the length check may let a few items past the bound under a race, no more.
+        if len(self._pending) >= self.max_pending:
             self.dropped += 1
+            return
+        self.submitted += 1
+        self._pending.append(item)
 
     def close(self, timeout_s: float = 30.0) -> None:
-        """Write everything queued, then stop the thread."""
+        """Write everything buffered, then stop the thread."""
         if not self._started:
             return
         self._stopping.set()
@@ -71,36 +84,35 @@ class GatewayWriter:
 
     def flush(self, timeout_s: float = 10.0) -> None:
         """Wait until everything submitted so far is written (for tests and the shutdown path)."""
+        target = self.submitted
         self._wake.set()
         deadline = time.monotonic() + timeout_s
-        while self._queue.unfinished_tasks and time.monotonic() < deadline:
+        while self.done < target and time.monotonic() < deadline:
             time.sleep(0.01)
 
     # -- the thread --------------------------------------------------------------------------------
     def _run(self) -> None:
-        """Sleep, then take everything queued and write it in batches.
+        """Sleep, then take everything buffered and write it in batches.
 
-        The thread does not wait on the queue itself: then every submit would wake it and, at low rates,
-        each row would be its own transaction, paid for on the request path's core.
+        The thread does not wait on each item: then every submit would wake it and, at low rates, each row
+        would be its own transaction, paid for on the request path's core.
         """
         while True:
             self._wake.wait(self.flush_interval_s)
             self._wake.clear()
             stopping = self._stopping.is_set()
-            while True:
-                batch: list[tuple[str, Row]] = []
-                while len(batch) < self.batch_size:
-                    try:
-                        batch.append(self._queue.get_nowait())  # type: ignore[arg-type]
-                    except queue.Empty:
-                        break
-                if not batch:
-                    break
+            while self._pending:
+                batch: list[RowSource] = []
+                popleft = self._pending.popleft
+                try:
+                    while len(batch) < self.batch_size:
+                        batch.append(popleft())
+                except IndexError:
+                    pass
                 try:
                     self._write(batch)
                 finally:
-                    for _ in batch:
-                        self._queue.task_done()
+                    self.done += len(batch)
             if stopping:
                 return
 
@@ -120,14 +132,15 @@ class GatewayWriter:
             plan = self._plans[name] = _InsertPlan(self._table(name), self.db.engine.dialect)
         return plan
 
-    def _write(self, batch: list[tuple[str, Row]]) -> None:
-        grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for table, row in batch:
+    def _write(self, batch: list[RowSource]) -> None:
+        grouped: dict[str, list[Row]] = defaultdict(list)
+        for item in batch:
             try:
-                grouped[table].append(row.materialize() if hasattr(row, "materialize") else row)
+                for table, row in item.rows():
+                    grouped[table].append(row)
             except Exception as exc:  # a payload that cannot be rendered must not sink the batch
                 self.failed += 1
-                log.error("could not render a row for %s: %s", table, type(exc).__name__)
+                log.error("could not render a gateway row: %s", type(exc).__name__)
         for name, rows in grouped.items():
             for attempt in range(3):
                 try:
@@ -144,13 +157,41 @@ class GatewayWriter:
                         time.sleep(0.2 * (attempt + 1))
 
 
-def _sqlite_time(value: dt.datetime | None) -> str | None:
-    """SQLAlchemy's SQLite DateTime text form (naive UTC), so its readers parse what we write."""
-    if value is None:
-        return None
-    if value.tzinfo is not None:
-        value = value.astimezone(dt.UTC).replace(tzinfo=None)
-    return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+class _SqliteTimes:
+    """Epoch seconds as SQLAlchemy's SQLite DateTime/Date text (naive UTC), formatted once per second."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+        self._date = ""
+
+    def _at(self, second: int) -> None:
+        when = dt.datetime.fromtimestamp(second, tz=dt.UTC)
+        self._second, self._prefix, self._date = second, when.strftime("%Y-%m-%d %H:%M:%S"), when.date().isoformat()
+
+    def datetime(self, value: float | None) -> str | None:
+        if value is None:
+            return None
+        second = int(value)
+        if second != self._second:
+            self._at(second)
+        return f"{self._prefix}.{int((value - second) * 1_000_000):06d}"
+
+    def date(self, value: float | None) -> str | None:
+        if value is None:
+            return None
+        second = int(value)
+        if second != self._second:
+            self._at(second)
+        return self._date
+
+
+def _utc_datetime(value: float | None) -> dt.datetime | None:
+    return None if value is None else dt.datetime.fromtimestamp(value, tz=dt.UTC)
+
+
+def _utc_date(value: float | None) -> dt.date | None:
+    return None if value is None else dt.datetime.fromtimestamp(value, tz=dt.UTC).date()
 
 
 def _json_text(value: Any) -> str | None:
@@ -167,6 +208,7 @@ class _InsertPlan:
     def __init__(self, table: Table, dialect: Any) -> None:
         quote = dialect.identifier_preparer.quote_identifier
         sqlite = dialect.name == "sqlite"
+        times = _SqliteTimes()
         columns = [c for c in table.columns if not (c.primary_key and c.autoincrement)]
         self.names = [c.name for c in columns]
         self.converters: list[Callable[[Any], Any] | None] = []
@@ -176,10 +218,10 @@ class _InsertPlan:
                 self.converters.append(_json_text)
                 marks.append("?" if sqlite else "%s::json")
                 continue
-            if sqlite and isinstance(c.type, DateTime):
-                self.converters.append(_sqlite_time)
-            elif sqlite and isinstance(c.type, Date):
-                self.converters.append(lambda v: None if v is None else v.isoformat())
+            if isinstance(c.type, DateTime):
+                self.converters.append(times.datetime if sqlite else _utc_datetime)
+            elif isinstance(c.type, Date):
+                self.converters.append(times.date if sqlite else _utc_date)
             elif sqlite and isinstance(c.type, Boolean):
                 self.converters.append(lambda v: None if v is None else int(v))
             else:
@@ -189,8 +231,12 @@ class _InsertPlan:
             f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in self.names)}) VALUES ({', '.join(marks)})"
         )
 
-    def params(self, row: dict[str, Any]) -> tuple[Any, ...]:
-        return tuple(
-            conv(row.get(name)) if conv is not None else row.get(name)
-            for name, conv in zip(self.names, self.converters, strict=True)
-        )
+        # Rows carry every column (itemgetter picks them in C); only the few that need it are converted.
+        self._pick = operator.itemgetter(*self.names)
+        self._convert = [(i, conv) for i, conv in enumerate(self.converters) if conv is not None]
+
+    def params(self, row: Row) -> tuple[Any, ...]:
+        values = list(self._pick(row))
+        for i, conv in self._convert:
+            values[i] = conv(values[i])
+        return tuple(values)

@@ -6,13 +6,20 @@ and must not block: anything slow goes through a queue to its own writer.
 
 from __future__ import annotations
 
+import random
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from modelgate.auth.principal import Principal
+
+_ids = random.Random()
+
+
+def new_request_id() -> str:
+    """A random 128-bit id as 32 hex digits, like a UUID's hex. Not a secret, so no system entropy call."""
+    return f"{_ids.getrandbits(128):032x}"
 
 
 @dataclass(slots=True)
@@ -25,7 +32,7 @@ class CallRecord:
     request: Any  # the validated wire model
     # The body as the client sent it (parsed), which inference tables store; None once a guardrail changed it.
     request_body: Any = None
-    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    request_id: str = field(default_factory=new_request_id)
     client_request_id: str | None = None
     usage_context: dict[str, str] | None = None
     served_entity: str | None = None
