@@ -121,10 +121,16 @@ class _WriterCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         w = self.writer
-        yield GaugeMetricFamily("modelgate_gateway_rows_pending", "Usage/inference rows queued for writing", w.pending)
+        yield GaugeMetricFamily(
+            "modelgate_gateway_rows_pending",
+            "Finished queries whose usage/inference rows are waiting to be written",
+            w.pending,
+        )
         yield CounterMetricFamily("modelgate_gateway_rows_written", "Usage/inference rows written", w.written)
         yield CounterMetricFamily(
-            "modelgate_gateway_rows_dropped", "Usage/inference rows dropped because the queue was full", w.dropped
+            "modelgate_gateway_rows_dropped",
+            "Finished queries whose rows were dropped because the buffer was full",
+            w.dropped,
         )
         yield CounterMetricFamily(
             "modelgate_gateway_rows_failed", "Usage/inference rows the database refused", w.failed
