@@ -50,6 +50,7 @@ ENDPOINT = "bench-chat"
 UPSTREAM_MODEL = "gpt-4o-mini"
 UPSTREAM_KEY = "sk-bench-upstream"  # the fake upstream's key; not a secret
 TARGETS = ("direct", "modelgate")
+FLOOR_TARGETS = ("direct", "floor", "modelgate")  # --floor: also a bare uvicorn + aiohttp forwarder
 TARGET_ADDED_P50_MS = 1.0  # at concurrency 1
 TARGET_RATIO = 0.5  # at concurrency 64
 
@@ -115,6 +116,20 @@ def start_fake_upstream(procs: ChildProcesses, cpus: str | None, api_key: str = 
         *pin_prefix(cpus), sys.executable, "-m", "tests.fakes.openai_upstream",
         "--port", "0", "--no-record", "--api-key", api_key,
     ]  # fmt: skip
+    return start_ready_printer(procs, cmd) + "/v1"  # READY prints the root; the API is under --base-path
+
+
+def start_floor(procs: ChildProcesses, cpus: str | None, upstream_base: str) -> str:
+    """Start bench/floor_proxy.py (pinned like modelgate) and return its root URL."""
+    cmd = [
+        *pin_prefix(cpus), sys.executable, str(REPO / "bench" / "floor_proxy.py"),
+        "--upstream", upstream_base, "--api-key", UPSTREAM_KEY, "--model", UPSTREAM_MODEL,
+    ]  # fmt: skip
+    return start_ready_printer(procs, cmd)
+
+
+def start_ready_printer(procs: ChildProcesses, cmd: list[str]) -> str:
+    """Start a server that prints ``READY <url>`` once listening; return that URL."""
     proc = procs.start(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE)
     assert proc.stdout is not None
     deadline = time.monotonic() + 30
@@ -126,10 +141,10 @@ def start_fake_upstream(procs: ChildProcesses, cpus: str | None, api_key: str = 
             seen += line
             if line.startswith(b"READY "):
                 threading.Thread(target=_drain, args=(proc.stdout,), daemon=True).start()
-                return line.split()[1].decode() + "/v1"  # READY prints the root; the API is under --base-path
+                return line.split()[1].decode()
         if proc.poll() is not None:
             break
-    raise RuntimeError(f"the fake upstream did not print READY:\n{seen.decode(errors='replace')}")
+    raise RuntimeError(f"{' '.join(cmd)} did not print READY:\n{seen.decode(errors='replace')}")
 
 
 def _free_port() -> int:
@@ -144,6 +159,9 @@ def start_modelgate(procs: ChildProcesses, cpus: str | None, data_dir: Path, adm
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "MODELGATE_ADMIN_TOKEN": admin_token, "PYTHONUNBUFFERED": "1"}
     env.pop("MODELGATE_DATABASE_URL", None)
+    # The built-in embedding model would load (importing torch) in the background during the first runs;
+    # this bench measures the proxy path only.
+    env["MODELGATE_EXPOSE_DEFAULT_MODELS"] = "0"
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / "server.log"
     cmd = [
@@ -201,12 +219,17 @@ def chat_body(model: str) -> dict[str, Any]:
     return {"model": model, "messages": [{"role": "user", "content": "hello"}], "max_tokens": 16}
 
 
-def make_targets(work: Path, upstream_base: str, gateway: str, admin_token: str) -> dict[str, Target]:
+def make_targets(
+    work: Path, upstream_base: str, gateway: str, admin_token: str, floor: str | None = None
+) -> dict[str, Target]:
     targets = {}
-    for name, url, auth, model in (
+    wanted = [
         ("direct", upstream_base + "/chat/completions", f"Bearer {UPSTREAM_KEY}", UPSTREAM_MODEL),
         ("modelgate", gateway + "/serving-endpoints/chat/completions", f"Bearer {admin_token}", ENDPOINT),
-    ):
+    ]
+    if floor is not None:
+        wanted.append(("floor", floor + "/chat/completions", "", UPSTREAM_MODEL))
+    for name, url, auth, model in wanted:
         body_file = work / f"body-{name}.json"
         body_file.write_text(json.dumps(chat_body(model)))
         targets[name] = Target(name, url, auth, body_file)
@@ -244,6 +267,7 @@ class Options:
     gateway_cpus: str | None
     client_cpus: str | None
     use_wrk: bool
+    targets: tuple[str, ...] = TARGETS
 
 
 def measure(target: Target, concurrency: int, duration_s: int, opts: Options) -> LoadResult:
@@ -277,7 +301,7 @@ class Run:
 
 @dataclass(frozen=True)
 class Pids:
-    gateway: int
+    gateways: dict[str, int]  # target name -> the pid of the gateway it goes through
     upstream: int
 
 
@@ -291,20 +315,22 @@ def _per_request_ms(before: float | None, after: float | None, requests: int) ->
 
 
 def measure_cpu(target: Target, concurrency: int, opts: Options, pids: Pids) -> Run:
-    gw0, up0 = cpu_seconds(pids.gateway), cpu_seconds(pids.upstream)
+    gateway_pid = pids.gateways.get(target.name)
+    gw0 = cpu_seconds(gateway_pid) if gateway_pid else None
+    up0 = cpu_seconds(pids.upstream)
     load = measure(target, concurrency, opts.duration_s, opts)
-    gw1, up1 = cpu_seconds(pids.gateway), cpu_seconds(pids.upstream)
-    gateway = _per_request_ms(gw0, gw1, load.requests) if target.name == "modelgate" else None
-    return Run(load, gateway, _per_request_ms(up0, up1, load.requests))
+    gw1 = cpu_seconds(gateway_pid) if gateway_pid else None
+    up1 = cpu_seconds(pids.upstream)
+    return Run(load, _per_request_ms(gw0, gw1, load.requests), _per_request_ms(up0, up1, load.requests))
 
 
 def run_rounds(targets: dict[str, Target], opts: Options, pids: Pids) -> Runs:
     for c in opts.concurrency:  # warm up: connection pools, caches, TCP windows, lazily imported code
-        for name in TARGETS:
+        for name in opts.targets:
             measure(targets[name], c, opts.warmup_s, opts)
-    runs: Runs = {(name, c): [] for name in TARGETS for c in opts.concurrency}
+    runs: Runs = {(name, c): [] for name in opts.targets for c in opts.concurrency}
     for r in range(opts.rounds):
-        order = TARGETS if r % 2 == 0 else TARGETS[::-1]
+        order = opts.targets if r % 2 == 0 else opts.targets[::-1]
         for c in opts.concurrency:
             for name in order:
                 run = measure_cpu(targets[name], c, opts, pids)
@@ -408,7 +434,7 @@ def render(runs: Runs, opts: Options, header: dict[str, str]) -> str:
     ]
     summary = {key: summarize(results) for key, results in runs.items()}
     for c in opts.concurrency:
-        for name in TARGETS:
+        for name in opts.targets:
             s = summary[(name, c)]
             lines.append(
                 f"| {name} | {c} | {s.rps:.0f} | {s.p50:.2f} | {s.p90:.2f} | {s.p99:.2f} | {s.errors} "
@@ -431,6 +457,13 @@ def render(runs: Runs, opts: Options, header: dict[str, str]) -> str:
             ceiling = 1000 / m.gateway_cpu_ms
             value = f"{m.gateway_cpu_ms:.3f} ms (one core: ≤ {ceiling:.0f} req/s)"
             lines.append(f"| modelgate CPU per request | {c} | {value} |  |  |")
+        if ("floor", c) in summary:
+            f = summary[("floor", c)]
+            lines.append(f"| throughput ratio floor/direct | {c} | {f.rps / d.rps if d.rps else 0.0:.2f} |  |  |")
+            lines.append(f"| throughput ratio modelgate/floor | {c} | {m.rps / f.rps if f.rps else 0.0:.2f} |  |  |")
+            if f.gateway_cpu_ms and m.gateway_cpu_ms:
+                own = m.gateway_cpu_ms - f.gateway_cpu_ms
+                lines.append(f"| modelgate CPU above the floor | {c} | {own:+.3f} ms |  |  |")
     if 1 not in opts.concurrency or 64 not in opts.concurrency:
         lines.append("\nThe targets are defined at concurrency 1 and 64; a level missing from this run has no verdict.")
     lines += ["", "## Every round", ""]
@@ -439,7 +472,7 @@ def render(runs: Runs, opts: Options, header: dict[str, str]) -> str:
         "|--:|---|--:|--:|--:|--:|--:|--:|",
     ]
     for c in opts.concurrency:
-        for name in TARGETS:
+        for name in opts.targets:
             for i, run in enumerate(runs[(name, c)], 1):
                 r = run.load
                 errs = ", ".join(f"{k} {v}" for k, v in r.errors.items() if v) or "0"
@@ -499,6 +532,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--client-cpus", type=_cpus_or_none, default="1", help="CPUs for the upstream and load generator")
     ap.add_argument("--threads", type=int, default=1, help="wrk threads (default 1)")
     ap.add_argument("--python-loadgen", action="store_true", help="use the Python load generator even if wrk exists")
+    ap.add_argument(
+        "--floor", action="store_true", help="also measure bench/floor_proxy.py: uvicorn + aiohttp and nothing else"
+    )
     ap.add_argument("--out-dir", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
     if args.quick:
@@ -525,16 +561,21 @@ def _check_cpus(*specs: str | None) -> None:
 
 
 def run_bench(opts: Options, ai_gateway: dict[str, Any] | None) -> Runs:
-    """Start the fake upstream and modelgate, configure the endpoint, probe both targets, measure."""
+    """Start the fake upstream and modelgate (and the floor), configure the endpoint, probe the targets, measure."""
     admin_token = "dapi" + secrets.token_hex(16)
     with tempfile.TemporaryDirectory(prefix="modelgate-bench-") as tmp, ChildProcesses() as procs:
         work = Path(tmp)
         upstream = start_fake_upstream(procs, opts.client_cpus)
         upstream_pid = procs.procs[-1].pid  # taskset execs, so this is the server's own pid
         gateway = start_modelgate(procs, opts.gateway_cpus, work / "data", admin_token)
-        pids = Pids(gateway=procs.procs[-1].pid, upstream=upstream_pid)
+        gateways = {"modelgate": procs.procs[-1].pid}
+        floor = None
+        if "floor" in opts.targets:
+            floor = start_floor(procs, opts.gateway_cpus, upstream)
+            gateways["floor"] = procs.procs[-1].pid
+        pids = Pids(gateways=gateways, upstream=upstream_pid)
         configure_endpoint(gateway, admin_token, upstream, ai_gateway)
-        targets = make_targets(work, upstream, gateway, admin_token)
+        targets = make_targets(work, upstream, gateway, admin_token, floor)
         for target in targets.values():
             check_target(target)
         runs = run_rounds(targets, opts, pids)
@@ -558,7 +599,7 @@ def main(argv: list[str] | None = None) -> int:
     ai_gateway = json.loads(args.ai_gateway.read_text()) if args.ai_gateway else None
     opts = Options(
         args.concurrency, args.duration, args.warmup, args.rounds, args.threads, args.gateway_cpus, args.client_cpus,
-        use_wrk,
+        use_wrk, FLOOR_TARGETS if args.floor else TARGETS,
     )  # fmt: skip
     header = {"label": args.label or "", **machine_facts()}
     header["load generator"] = (
