@@ -59,7 +59,9 @@ def test_examples_run(doc: Path, tmp_path_factory: pytest.TempPathFactory, upstr
     if doc.name == "ai_gateway.md":  # it configures the README's endpoint, so create that first
         readme = runnable_blocks(ROOT / "README.md")
         blocks = [next(b for b in readme if "api/2.0/serving-endpoints" in b[1]), *blocks]
-    with LiveServer(tmp_path_factory.mktemp("mg-doc-" + doc.stem)) as server:
+    # The README queries the built-in embedding model, which test servers leave out unless asked.
+    server_env = {"MODELGATE_EXPOSE_DEFAULT_MODELS": "1"} if doc.name == "README.md" else None
+    with LiveServer(tmp_path_factory.mktemp("mg-doc-" + doc.stem), env=server_env) as server:
         env = _env(server, upstream)
         for i, (lang, code) in enumerate(blocks):
             cmd = ["bash", "-euo", "pipefail", "-c", code] if lang == "bash" else [sys.executable, "-c", code]
