@@ -11,6 +11,7 @@ import pytest
 
 from tests.fakes.ai21_upstream import FakeAI21Thread
 from tests.fakes.openai_upstream import RecordedRequest
+from tests.providers.client_calls import invoke
 from tests.support.live import LiveServer, create_endpoint
 
 AI21_KEY = "ai21-test-key-0123456789"
@@ -108,8 +109,7 @@ def test_upstream_503_is_retried(
 def test_wrong_key_is_a_400_without_the_key(server: LiveServer, ai21_endpoint: Callable[..., str]) -> None:
     wrong = "ai21-wrong-key-55555"
     name = ai21_endpoint(key=wrong)
-    with server.client() as c:
-        resp = c.post(f"/serving-endpoints/{name}/invocations", json={"messages": [{"role": "user", "content": "x"}]})
+    resp = invoke(server, name, {"messages": [{"role": "user", "content": "x"}]})
     assert resp.status_code == 400
     assert resp.json()["error_code"] == "BAD_REQUEST"
     assert resp.json()["external_model_message"] == {"detail": "Forbidden: Bad or missing API token."}
@@ -151,8 +151,7 @@ def test_tasks_ai21_lacks_are_clear_400s(
 ) -> None:
     name = ai21_endpoint(task=task)
     before = len(ai21_fake.requests)
-    with server.client() as c:
-        resp = c.post(f"/serving-endpoints/{name}/invocations", json=payload)
+    resp = invoke(server, name, payload)
     assert resp.status_code == 400
     assert resp.json() == {"error_code": "BAD_REQUEST", "message": message}
     assert len(ai21_fake.requests) == before  # nothing went upstream

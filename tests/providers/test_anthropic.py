@@ -16,6 +16,7 @@ import pytest
 
 from tests.fakes.anthropic_upstream import REDACTED_DATA, FakeAnthropicThread, signature_for
 from tests.fakes.openai_upstream import RecordedRequest
+from tests.providers.client_calls import invoke, stream_thinking, text_before_error
 from tests.providers.conftest import ANTHROPIC_KEY
 from tests.serving.support import sse_events
 from tests.support.live import LiveServer, create_endpoint
@@ -380,29 +381,13 @@ def test_reasoning_effort_maps_to_thinking_budget(
 
 def test_streamed_reasoning_deltas(server: LiveServer, anthropic_endpoint: Callable[..., str]) -> None:
     name = anthropic_endpoint()
-    with server.client() as c:
-        resp = c.post(
-            f"/serving-endpoints/{name}/invocations",
-            json={
-                "messages": [{"role": "user", "content": f"stream thinking {name}"}],
-                "thinking": {"type": "enabled", "budget_tokens": 1024},
-                "stream": True,
-            },
-        )
-    assert resp.status_code == 200
-    events = sse_events(resp.text)
-    deltas = [e["choices"][0]["delta"] for e in events if e["choices"]]
-    reasoning = [d["content"][0]["summary"][0] for d in deltas if isinstance(d.get("content"), list)]
+    streamed = stream_thinking(server, name, f"stream thinking {name}", 1024)
+    reasoning = [block["summary"][0] for block in streamed.reasoning]
     thought = "The user wrote 3 words; answer plainly."
     assert "".join(r["text"] for r in reasoning) == thought
     assert [r["signature"] for r in reasoning if "signature" in r] == [signature_for(thought)]
-    assert all(d["content"][0]["type"] == "reasoning" for d in deltas if isinstance(d.get("content"), list))
-    # Reasoning comes before the answer text, in order.
-    kinds = ["r" if isinstance(d.get("content"), list) else "t" for d in deltas if d.get("content")]
-    assert kinds == sorted(kinds)
-    text = "".join(d["content"] for d in deltas if isinstance(d.get("content"), str))
-    assert text == f"echo: stream thinking {name}"
-    assert events[-1]["usage"]["completion_tokens"] == 4 + 7
+    assert streamed.text == f"echo: stream thinking {name}"
+    assert streamed.events[-1]["usage"]["completion_tokens"] == 4 + 7
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -497,19 +482,13 @@ def test_context_overflow_and_rate_limit_through_openai_client(
 
 def test_mid_stream_overload_becomes_error_event(server: LiveServer, anthropic_endpoint: Callable[..., str]) -> None:
     name = anthropic_endpoint(model="stream-overload")
-    with server.client() as c:
-        resp = c.post(
-            f"/serving-endpoints/{name}/invocations",
-            json={"messages": [{"role": "user", "content": "a long answer"}], "stream": True},
-        )
+    resp = invoke(server, name, {"messages": [{"role": "user", "content": "a long answer"}], "stream": True})
     assert resp.status_code == 200
     events = sse_events(resp.text)
     last = events[-1]
     assert last["error_code"] == "TEMPORARILY_UNAVAILABLE"
     assert last["external_model_message"] == {"type": "overloaded_error", "message": "Overloaded"}
-    assert "".join(e["choices"][0]["delta"].get("content", "") for e in events[:-1] if e.get("choices")) == (
-        "echo: a long answer"
-    )
+    assert text_before_error(events) == "echo: a long answer"
 
 
 def test_api_key_from_secret_reference(

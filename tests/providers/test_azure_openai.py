@@ -13,6 +13,7 @@ import pytest
 
 from tests.fakes.azure_openai_upstream import API_VERSION, SCOPE, FakeAzureOpenAIThread
 from tests.fakes.openai_upstream import RecordedRequest
+from tests.providers.client_calls import invoke
 from tests.support.live import LiveServer, create_endpoint
 
 TENANT = "11111111-2222-3333-4444-555555555555"
@@ -138,8 +139,7 @@ def test_wrong_client_secret_names_the_entra_failure_without_leaking_it(
 ) -> None:
     wrong = "Zz~9Z~wrong.entra-client_secret9876543210"
     name = azure_endpoint(microsoft_entra_client_secret_plaintext=wrong)
-    with server.client() as c:
-        resp = c.post(f"/serving-endpoints/{name}/invocations", json={"messages": [{"role": "user", "content": "x"}]})
+    resp = invoke(server, name, {"messages": [{"role": "user", "content": "x"}]})
     assert resp.status_code == 400
     body = resp.json()
     assert body["error_code"] == "BAD_REQUEST"
@@ -153,8 +153,7 @@ def test_wrong_client_secret_names_the_entra_failure_without_leaking_it(
 
 def test_unknown_tenant_is_a_400_naming_it(server: LiveServer, azure_endpoint: Callable[..., str]) -> None:
     name = azure_endpoint(microsoft_entra_tenant_id="contoso.onmicrosoft.com")
-    with server.client() as c:
-        resp = c.post(f"/serving-endpoints/{name}/invocations", json={"messages": [{"role": "user", "content": "x"}]})
+    resp = invoke(server, name, {"messages": [{"role": "user", "content": "x"}]})
     assert resp.status_code == 400
     assert (
         "invalid_request: AADSTS90002: Tenant 'contoso.onmicrosoft.com' not found."

@@ -16,6 +16,7 @@ from PIL import Image
 
 from tests.fakes.bedrock_upstream import FakeBedrockThread, encode_event, event_frame, signature
 from tests.fakes.openai_upstream import RecordedRequest
+from tests.providers.client_calls import invoke, stream_thinking, text_before_error
 from tests.providers.tool_round_trip import ask_for_one_tool_call, with_tool_result
 from tests.serving.support import sse_events
 from tests.support.live import LiveServer, create_endpoint
@@ -245,8 +246,7 @@ def test_rate_limit_maps_to_429_with_bedrock_message(
     server: LiveServer, bedrock_fake: FakeBedrockThread, bedrock_endpoint: Callable[..., str]
 ) -> None:
     name = bedrock_endpoint("fail-429", retry_budget_s=0)
-    with server.client() as c:
-        resp = c.post(f"/serving-endpoints/{name}/invocations", json={"messages": [{"role": "user", "content": "x"}]})
+    resp = invoke(server, name, {"messages": [{"role": "user", "content": "x"}]})
     assert resp.status_code == 429
     assert resp.headers["retry-after"] == "3"
     assert resp.json() == {
@@ -272,8 +272,7 @@ def test_wrong_secret_fails_the_signature_check_without_leaking_it(
 ) -> None:
     wrong = "wrong/secret+key9876543210fedcba"
     name = bedrock_endpoint(aws_secret_access_key_plaintext=wrong)
-    with server.client() as c:
-        resp = c.post(f"/serving-endpoints/{name}/invocations", json={"messages": [{"role": "user", "content": "x"}]})
+    resp = invoke(server, name, {"messages": [{"role": "user", "content": "x"}]})
     assert resp.status_code == 400
     assert resp.json()["external_model_message"] == {
         "message": "The request signature we calculated does not match the signature you provided."
@@ -316,17 +315,12 @@ def test_bad_config_is_refused(
 
 def test_mid_stream_exception_becomes_error_event(server: LiveServer, bedrock_endpoint: Callable[..., str]) -> None:
     name = bedrock_endpoint("stream-throttle")
-    with server.client() as c:
-        resp = c.post(
-            f"/serving-endpoints/{name}/invocations",
-            json={"messages": [{"role": "user", "content": "a long answer"}], "stream": True},
-        )
+    resp = invoke(server, name, {"messages": [{"role": "user", "content": "a long answer"}], "stream": True})
     assert resp.status_code == 200
     events = sse_events(resp.text)
     assert events[-1]["error_code"] == "REQUEST_LIMIT_EXCEEDED"
     assert events[-1]["external_model_message"] == {"message": "Too many tokens, please wait."}
-    text = "".join(e["choices"][0]["delta"].get("content", "") for e in events[:-1] if e.get("choices"))
-    assert text == "echo: a long answer"
+    assert text_before_error(events) == "echo: a long answer"
 
 
 @pytest.mark.parametrize(
@@ -346,8 +340,7 @@ def test_untranslatable_requests_are_clear_400s(
     server: LiveServer, bedrock_endpoint: Callable[..., str], body: Any, message: str
 ) -> None:
     name = bedrock_endpoint()
-    with server.client() as c:
-        resp = c.post(f"/serving-endpoints/{name}/invocations", json=body)
+    resp = invoke(server, name, body)
     assert resp.status_code == 400
     assert resp.json() == {"error_code": "BAD_REQUEST", "message": message}
 
@@ -444,8 +437,7 @@ def test_response_format_name_clashing_with_a_tool_is_a_400(
         "tools": [WEATHER_TOOL],
         "response_format": {"type": "json_schema", "json_schema": {"name": "get_weather", "schema": CITY_SCHEMA}},
     }
-    with server.client() as c:
-        resp = c.post(f"/serving-endpoints/{name}/invocations", json=body)
+    resp = invoke(server, name, body)
     assert resp.status_code == 400
     assert resp.json() == {
         "error_code": "BAD_REQUEST",
@@ -540,21 +532,8 @@ def test_streamed_reasoning_deltas(
     name = bedrock_endpoint()
     question = f"stream thinking redact {name}"
     thought = f"thinking about: {question}"
-    with server.client() as c:
-        resp = c.post(
-            f"/serving-endpoints/{name}/invocations",
-            json={
-                "messages": [{"role": "user", "content": question}],
-                "thinking": {"type": "enabled", "budget_tokens": 1024},
-                "stream": True,
-            },
-        )
-    assert resp.status_code == 200, resp.text
-    events = sse_events(resp.text)
-    deltas = [e["choices"][0]["delta"] for e in events if e["choices"]]
-    blocks = [d["content"][0] for d in deltas if isinstance(d.get("content"), list)]
-    assert all(b["type"] == "reasoning" for b in blocks)
-    items = [b["summary"][0] for b in blocks]
+    streamed = stream_thinking(server, name, question, 1024)
+    items = [b["summary"][0] for b in streamed.reasoning]
     texts = [i for i in items if i["type"] == "summary_text"]
     assert "".join(i["text"] for i in texts) == thought
     assert len(texts) == len(thought.split()) + 1  # a delta per word, then the signature
@@ -563,10 +542,7 @@ def test_streamed_reasoning_deltas(
     assert [i for i in items if i["type"] == "summary_encrypted_text"] == [
         {"type": "summary_encrypted_text", "data": redacted}
     ]
-    # Reasoning comes before the answer text, in order.
-    kinds = ["r" if isinstance(d.get("content"), list) else "t" for d in deltas if d.get("content")]
-    assert kinds == sorted(kinds)
-    assert "".join(d["content"] for d in deltas if isinstance(d.get("content"), str)) == f"echo: {question}"
+    assert streamed.text == f"echo: {question}"
     [sent] = sent_with(bedrock_fake, question)
     assert sent.path == f"/model/{CLAUDE}/converse-stream"
     assert sent.json["additionalModelRequestFields"] == {"reasoning_config": {"type": "enabled", "budget_tokens": 1024}}
@@ -577,11 +553,9 @@ def test_reasoning_needs_an_anthropic_model(
     server: LiveServer, bedrock_endpoint: Callable[..., str], stream: bool
 ) -> None:
     name = bedrock_endpoint("amazon.nova-pro-v1:0", bedrock_provider="amazon")
-    with server.client() as c:
-        resp = c.post(
-            f"/serving-endpoints/{name}/invocations",
-            json={"messages": [{"role": "user", "content": "x"}], "reasoning_effort": "low", "stream": stream},
-        )
+    resp = invoke(
+        server, name, {"messages": [{"role": "user", "content": "x"}], "reasoning_effort": "low", "stream": stream}
+    )
     assert resp.status_code == 400
     assert resp.json() == {
         "error_code": "BAD_REQUEST",

@@ -22,8 +22,8 @@ from modelgate.providers.bedrock import BedrockProvider
 from modelgate.providers.bedrock_auth import BedrockCredentials
 from modelgate.secrets import SecretCipher, SecretResolver
 from tests.fakes.bedrock_upstream import FakeBedrockThread
+from tests.providers.client_calls import chat_text, invoke, stream_fanned_out
 from tests.providers.test_bedrock import REGION, bedrock_endpoint, bedrock_fake, sent_with  # noqa: F401
-from tests.serving.support import sse_events
 from tests.support.live import LiveServer
 
 TEMP_KEY = "ASIAFAKETEMPORARY001"
@@ -59,23 +59,7 @@ def test_n_fans_out_when_streaming(
 ) -> None:
     name = bedrock_endpoint()
     marker = f"two streams {name}"
-    with server.client() as c:
-        resp = c.post(
-            f"/serving-endpoints/{name}/invocations",
-            json={"messages": [{"role": "user", "content": marker}], "n": 2, "stream": True},
-        )
-    assert resp.status_code == 200, resp.text
-    events = sse_events(resp.text)
-    assert len({e["id"] for e in events}) == 1
-    texts: dict[int, str] = {}
-    finishes: dict[int, str] = {}
-    for event in events:
-        for choice in event["choices"]:
-            texts[choice["index"]] = texts.get(choice["index"], "") + (choice["delta"].get("content") or "")
-            if choice["finish_reason"]:
-                finishes[choice["index"]] = choice["finish_reason"]
-    assert texts == {0: f"echo: {marker}", 1: f"echo: {marker}"}
-    assert finishes == {0: "stop", 1: "stop"}
+    events = stream_fanned_out(server, name, marker, 2)
     usage = events[-1]["usage"]
     words = len(marker.split())
     assert events[-1]["choices"] == []
@@ -98,11 +82,7 @@ def test_temporary_credentials_sign_the_session_token(
     )
     marker = f"temporary {stream} {name}"
     messages: Any = [{"role": "user", "content": marker}]
-    if stream:
-        chunks = list(oai.chat.completions.create(model=name, messages=messages, stream=True))
-        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    else:
-        text = oai.chat.completions.create(model=name, messages=messages).choices[0].message.content or ""
+    text = chat_text(oai, name, messages, stream=stream)
     assert text == f"echo: {marker}"
     [sent] = sent_with(bedrock_fake, marker)
     assert sent.headers["x-amz-security-token"] == TEMP_TOKEN
@@ -122,8 +102,7 @@ def test_wrong_session_token_is_refused_without_leaking_it(
         aws_secret_access_key_plaintext=TEMP_SECRET,
         aws_session_token_plaintext=wrong,
     )
-    with server.client() as c:
-        resp = c.post(f"/serving-endpoints/{name}/invocations", json={"messages": [{"role": "user", "content": "x"}]})
+    resp = invoke(server, name, {"messages": [{"role": "user", "content": "x"}]})
     assert resp.status_code == 400
     assert resp.json() == {
         "error_code": "BAD_REQUEST",

@@ -12,8 +12,8 @@ import pytest
 
 from tests.fakes.cohere_upstream import FakeCohereThread
 from tests.fakes.openai_upstream import RecordedRequest
+from tests.providers.client_calls import invoke, stream_fanned_out
 from tests.providers.tool_round_trip import ask_for_one_tool_call, with_tool_result
-from tests.serving.support import sse_events
 from tests.support.live import LiveServer, create_endpoint
 
 COHERE_KEY = "co-test-key-0123456789"
@@ -198,8 +198,7 @@ def test_errors_keep_cohere_message(
     server: LiveServer, cohere_fake: FakeCohereThread, cohere_endpoint: Callable[..., str]
 ) -> None:
     name = cohere_endpoint("fail-429")
-    with server.client() as c:
-        resp = c.post(f"/serving-endpoints/{name}/invocations", json={"messages": [{"role": "user", "content": "x"}]})
+    resp = invoke(server, name, {"messages": [{"role": "user", "content": "x"}]})
     assert resp.status_code == 429
     assert resp.headers["retry-after"] == "3"
     assert resp.json() == {
@@ -214,8 +213,7 @@ def test_wrong_key_is_a_400_without_the_key(
 ) -> None:
     wrong = "co-wrong-key-987654321"
     name = cohere_endpoint(cohere_api_key_plaintext=wrong)
-    with server.client() as c:
-        resp = c.post(f"/serving-endpoints/{name}/invocations", json={"messages": [{"role": "user", "content": "x"}]})
+    resp = invoke(server, name, {"messages": [{"role": "user", "content": "x"}]})
     assert resp.status_code == 400
     assert resp.json()["external_model_message"] == {"message": "invalid api token"}
     assert wrong not in resp.text
@@ -245,19 +243,8 @@ def test_n_fans_out_into_n_choices(
 def test_n_above_one_streaming_fans_out(server: LiveServer, cohere_endpoint: Callable[..., str]) -> None:
     name = cohere_endpoint()
     marker = f"two streams {name}"
-    with server.client() as c:
-        resp = c.post(
-            f"/serving-endpoints/{name}/invocations",
-            json={"messages": [{"role": "user", "content": marker}], "n": 2, "stream": True},
-        )
-    assert resp.status_code == 200, resp.text
-    events = sse_events(resp.text)
-    assert len({e["id"] for e in events}) == 1
-    texts: dict[int, str] = {}
-    for event in events:
-        for choice in event["choices"]:
-            texts[choice["index"]] = texts.get(choice["index"], "") + (choice["delta"].get("content") or "")
-    assert texts == {0: f"echo: {marker}", 1: f"echo: {marker}"}
+    events = stream_fanned_out(server, name, marker, 2)
+    assert events[-1]["choices"] == []
     usage = events[-1]["usage"]
     words_in, words_out = len(marker.split()) + 10, 1 + len(marker.split())
     assert (usage["prompt_tokens"], usage["completion_tokens"]) == (2 * words_in, 2 * words_out)

@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 
 from tests.fakes.cohere_upstream import FakeCohereThread
+from tests.providers.client_calls import chat_text, invoke, stream_thinking
 from tests.providers.test_cohere import cohere_endpoint, cohere_fake, sent_with  # noqa: F401
-from tests.serving.support import sse_events
 from tests.support.live import LiveServer
 
 MODEL = "command-a-reasoning"
@@ -47,11 +47,7 @@ def test_images_as_image_url_parts(
         {"type": "image_url", "image_url": {"url": "https://example.com/chart.png"}},
     ]
     messages: Any = [{"role": "user", "content": content}]
-    if stream:
-        chunks = list(oai.chat.completions.create(model=name, messages=messages, stream=True))
-        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    else:
-        text = oai.chat.completions.create(model=name, messages=messages).choices[0].message.content or ""
+    text = chat_text(oai, name, messages, stream=stream)
     assert text == f"echo: {marker} [saw 2 image(s): image/png, url]"
     [sent] = sent_with(cohere_fake, marker)
     assert sent.json["messages"] == [
@@ -111,23 +107,9 @@ def test_streamed_thinking_deltas(
 ) -> None:
     name = cohere_endpoint(MODEL)
     question = f"think out loud {name}"
-    with server.client() as c:
-        resp = c.post(
-            f"/serving-endpoints/{name}/invocations",
-            json={
-                "messages": [{"role": "user", "content": question}],
-                "thinking": {"type": "enabled", "budget_tokens": 3000},
-                "stream": True,
-            },
-        )
-    assert resp.status_code == 200, resp.text
-    deltas = [e["choices"][0]["delta"] for e in sse_events(resp.text) if e["choices"]]
-    kinds = ["r" if isinstance(d.get("content"), list) else "t" for d in deltas if d.get("content")]
-    assert kinds == sorted(kinds) and "r" in kinds and "t" in kinds
-    thought = "".join(d["content"][0]["summary"][0]["text"] for d in deltas if isinstance(d.get("content"), list))
-    assert thought == f"thinking about: {question}"
-    assert all(d["content"][0]["type"] == "reasoning" for d in deltas if isinstance(d.get("content"), list))
-    assert "".join(d["content"] for d in deltas if isinstance(d.get("content"), str)) == f"echo: {question}"
+    streamed = stream_thinking(server, name, question, 3000)
+    assert "".join(b["summary"][0]["text"] for b in streamed.reasoning) == f"thinking about: {question}"
+    assert streamed.text == f"echo: {question}"
     [sent] = sent_with(cohere_fake, question)
     assert sent.json["thinking"] == {"type": "enabled", "token_budget": 3000}
 
@@ -146,10 +128,7 @@ def test_reasoning_off(
 ) -> None:
     name = cohere_endpoint(MODEL)
     marker = f"no thinking {sorted(extra)[0]} {name}"
-    with server.client() as c:
-        resp = c.post(
-            f"/serving-endpoints/{name}/invocations", json={"messages": [{"role": "user", "content": marker}], **extra}
-        )
+    resp = invoke(server, name, {"messages": [{"role": "user", "content": marker}], **extra})
     assert resp.status_code == 200, resp.text
     assert resp.json()["choices"][0]["message"]["content"] == f"echo: {marker}"
     [sent] = sent_with(cohere_fake, marker)
@@ -161,11 +140,7 @@ def test_reasoning_in_user_turn_is_400(
     cohere_endpoint: Callable[..., str],  # noqa: F811
 ) -> None:
     name = cohere_endpoint(MODEL)
-    with server.client() as c:
-        resp = c.post(
-            f"/serving-endpoints/{name}/invocations",
-            json={"messages": [{"role": "user", "content": [reasoning("x")]}]},
-        )
+    resp = invoke(server, name, {"messages": [{"role": "user", "content": [reasoning("x")]}]})
     assert resp.status_code == 400
     assert resp.json() == {
         "error_code": "BAD_REQUEST",

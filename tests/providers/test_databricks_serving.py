@@ -11,6 +11,7 @@ import openai
 import pytest
 
 from tests.fakes.openai_upstream import FakeUpstreamThread
+from tests.providers.client_calls import invoke
 from tests.serving.support import external_entity, requests_with
 from tests.support.live import LiveServer, create_endpoint
 
@@ -139,8 +140,7 @@ def test_completions_and_embeddings(
 def test_remote_errors_are_wrapped(server: LiveServer, forward: Callable[..., str]) -> None:
     """A missing remote endpoint: the remote's own Databricks error comes back as external_model_message."""
     name = forward("no-such-remote-endpoint")
-    with server.client() as c:
-        resp = c.post(f"/serving-endpoints/{name}/invocations", json={"messages": [{"role": "user", "content": "hi"}]})
+    resp = invoke(server, name, {"messages": [{"role": "user", "content": "hi"}]})
     assert resp.status_code == 404
     body = resp.json()
     assert body["error_code"] == "RESOURCE_DOES_NOT_EXIST"
@@ -152,8 +152,7 @@ def test_remote_errors_are_wrapped(server: LiveServer, forward: Callable[..., st
 def test_wrong_token_is_a_400_without_the_token(server: LiveServer, forward: Callable[..., str]) -> None:
     wrong = "dapi" + "0" * 32
     name = forward(token=wrong)
-    with server.client() as c:
-        resp = c.post(f"/serving-endpoints/{name}/invocations", json={"messages": [{"role": "user", "content": "hi"}]})
+    resp = invoke(server, name, {"messages": [{"role": "user", "content": "hi"}]})
     assert resp.status_code == 400
     assert resp.json()["error_code"] == "BAD_REQUEST"
     assert resp.json()["message"] == "Received error from databricks-model-serving"

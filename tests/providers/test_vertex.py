@@ -18,6 +18,7 @@ from modelgate.protocol.common import validate_request
 from modelgate.providers import vertex_translate as vt
 from tests.fakes.openai_upstream import RecordedRequest
 from tests.fakes.vertex_upstream import FakeVertexThread
+from tests.providers.client_calls import invoke
 from tests.providers.tool_round_trip import ask_for_one_tool_call, with_tool_result
 from tests.support.live import LiveServer, create_endpoint
 
@@ -310,8 +311,7 @@ def test_429_maps_to_request_limit_exceeded(
 ) -> None:
     name = vertex_endpoint()  # the suite runs with no retry budget
     vertex_fake.fail_next(429, retry_after=7)
-    with server.client() as c:
-        resp = c.post(f"/serving-endpoints/{name}/invocations", json={"messages": [{"role": "user", "content": "x"}]})
+    resp = invoke(server, name, {"messages": [{"role": "user", "content": "x"}]})
     assert resp.status_code == 429
     assert resp.headers["retry-after"] == "7"
     assert resp.json() == {
@@ -341,8 +341,7 @@ def test_key_of_another_account_is_refused_without_leaking_it(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()
     name = vertex_endpoint(private_key_plaintext=service_account_key(pem))
-    with server.client() as c:
-        resp = c.post(f"/serving-endpoints/{name}/invocations", json={"messages": [{"role": "user", "content": "x"}]})
+    resp = invoke(server, name, {"messages": [{"role": "user", "content": "x"}]})
     assert resp.status_code == 400
     body = resp.json()
     assert body["error_code"] == "BAD_REQUEST"
@@ -372,8 +371,7 @@ def test_key_that_is_not_a_json_key_file_is_a_400(
     server: LiveServer, vertex_endpoint: Callable[..., str], key_pair: tuple[str, bytes]
 ) -> None:
     name = vertex_endpoint(private_key_plaintext=key_pair[0])  # the bare PEM, not the JSON key file
-    with server.client() as c:
-        resp = c.post(f"/serving-endpoints/{name}/invocations", json={"messages": [{"role": "user", "content": "x"}]})
+    resp = invoke(server, name, {"messages": [{"role": "user", "content": "x"}]})
     assert resp.status_code == 400
     assert resp.json() == {
         "error_code": "INVALID_PARAMETER_VALUE",

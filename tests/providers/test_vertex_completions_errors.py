@@ -10,6 +10,7 @@ import openai
 import pytest
 
 from tests.fakes.vertex_upstream import SAFETY_RATINGS, FakeVertexThread
+from tests.providers.client_calls import invoke, text_before_error, texts_by_choice
 from tests.providers.test_vertex import MODELS, key_pair, sent_with, vertex_endpoint, vertex_fake  # noqa: F401
 from tests.serving.support import sse_events
 from tests.support.live import LiveServer
@@ -78,18 +79,11 @@ def test_completion_stream(
 ) -> None:
     name = vertex_endpoint(task=COMPLETIONS)
     prompts = [f"stream me {name}", f"and me {name}"] if several else f"stream me {name}"
-    with server.client() as c:
-        resp = c.post(f"/serving-endpoints/{name}/invocations", json={"prompt": prompts, "stream": True})
+    resp = invoke(server, name, {"prompt": prompts, "stream": True})
     assert resp.status_code == 200, resp.text
     events = sse_events(resp.text)
     assert all(e["object"] == "text_completion" for e in events)
-    texts: dict[int, str] = {}
-    finishes: dict[int, str] = {}
-    for event in events:
-        for choice in event["choices"]:
-            texts[choice["index"]] = texts.get(choice["index"], "") + choice["text"]
-            if choice["finish_reason"]:
-                finishes[choice["index"]] = choice["finish_reason"]
+    texts, finishes = texts_by_choice(events)
     expected = [prompts] if isinstance(prompts, str) else prompts
     assert texts == {i: f"echo: {p}" for i, p in enumerate(expected)}
     assert finishes == dict.fromkeys(range(len(expected)), "stop")
@@ -105,8 +99,7 @@ def test_completion_fields_gemini_lacks_are_a_clear_400(
     vertex_endpoint: Callable[..., str],  # noqa: F811
 ) -> None:
     name = vertex_endpoint(task=COMPLETIONS)
-    with server.client() as c:
-        resp = c.post(f"/serving-endpoints/{name}/invocations", json={"prompt": "x", "echo": True, "suffix": "y"})
+    resp = invoke(server, name, {"prompt": "x", "echo": True, "suffix": "y"})
     assert resp.status_code == 400
     assert resp.json() == {
         "error_code": "BAD_REQUEST",
@@ -134,8 +127,7 @@ def test_gemini_errors_map_by_status_name(
 ) -> None:
     name = vertex_endpoint()
     vertex_fake.fail_next(status)
-    with server.client() as c:
-        resp = c.post(f"/serving-endpoints/{name}/invocations", json={"messages": [{"role": "user", "content": "x"}]})
+    resp = invoke(server, name, {"messages": [{"role": "user", "content": "x"}]})
     assert resp.status_code == code
     body = resp.json()
     assert (
@@ -159,8 +151,7 @@ def test_context_overflow_is_a_400_saying_what_to_do(
 ) -> None:
     name = vertex_endpoint(model="long-context", task=task)
     payload: Any = {"prompt": "x"} if task == COMPLETIONS else {"messages": [{"role": "user", "content": "x"}]}
-    with server.client() as c:
-        resp = c.post(f"/serving-endpoints/{name}/invocations", json=payload)
+    resp = invoke(server, name, payload)
     assert resp.status_code == 400
     assert resp.json() == {
         "error_code": "BAD_REQUEST",
@@ -183,8 +174,7 @@ def test_blocked_prompt_is_a_content_filter_400(
 ) -> None:
     name = vertex_endpoint(model="blocked-prompt", task=task)
     payload: Any = {"prompt": "x"} if task == COMPLETIONS else {"messages": [{"role": "user", "content": "x"}]}
-    with server.client() as c:
-        resp = c.post(f"/serving-endpoints/{name}/invocations", json={**payload, "stream": stream})
+    resp = invoke(server, name, {**payload, "stream": stream})
     assert resp.status_code == 400
     assert resp.json() == {
         "error_code": "BAD_REQUEST",
@@ -219,11 +209,7 @@ def test_mid_stream_resource_exhausted_is_a_rate_limit_error_event(
     vertex_endpoint: Callable[..., str],  # noqa: F811
 ) -> None:
     name = vertex_endpoint(model="stream-exhausted")
-    with server.client() as c:
-        resp = c.post(
-            f"/serving-endpoints/{name}/invocations",
-            json={"messages": [{"role": "user", "content": "a long answer"}], "stream": True},
-        )
+    resp = invoke(server, name, {"messages": [{"role": "user", "content": "a long answer"}], "stream": True})
     assert resp.status_code == 200
     events = sse_events(resp.text)
     assert events[-1]["error_code"] == "REQUEST_LIMIT_EXCEEDED"
@@ -232,4 +218,4 @@ def test_mid_stream_resource_exhausted_is_a_rate_limit_error_event(
         "message": "Resource exhausted. Please try again later.",
         "status": "RESOURCE_EXHAUSTED",
     }
-    assert "".join(e["choices"][0]["delta"].get("content", "") for e in events[:-1] if e.get("choices")) == "echo: "
+    assert text_before_error(events) == "echo: "
