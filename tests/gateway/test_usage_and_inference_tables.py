@@ -49,6 +49,19 @@ def _wait_rows(rows: Rows, sql: str, count: int, timeout: float = 15.0) -> list[
     return found
 
 
+def create_logged_endpoint(c: httpx.Client, name: str, upstream: FakeUpstreamThread, schema: str) -> None:
+    """An external chat endpoint on the fake upstream with usage tracking and an inference table in `schema`."""
+    create_endpoint(c, name, external_chat_config(upstream.base_url, api_key=UPSTREAM_KEY))
+    resp = c.put(
+        f"/api/2.0/serving-endpoints/{name}/ai-gateway",
+        json={
+            "usage_tracking_config": {"enabled": True},
+            "inference_table_config": {"catalog_name": "main", "schema_name": schema, "enabled": True},
+        },
+    )
+    assert resp.status_code == 200, resp.text
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def store(request: pytest.FixtureRequest) -> tuple[LiveServer, Rows]:
     if request.param == "sqlite":
@@ -62,15 +75,7 @@ def test_usage_rows_and_payloads(store: tuple[LiveServer, Rows], upstream: FakeU
     server, rows = store
     name = "gw-usage-" + ("pg" if "mg-pg" in str(server.data_dir) else "lite")
     with server.client() as c:
-        create_endpoint(c, name, external_chat_config(upstream.base_url, api_key=UPSTREAM_KEY))
-        resp = c.put(
-            f"/api/2.0/serving-endpoints/{name}/ai-gateway",
-            json={
-                "usage_tracking_config": {"enabled": True},
-                "inference_table_config": {"catalog_name": "main", "schema_name": "logs", "enabled": True},
-            },
-        )
-        assert resp.status_code == 200, resp.text
+        create_logged_endpoint(c, name, upstream, "logs")
         body = {
             "messages": [{"role": "user", "content": "one two three"}],
             "client_request_id": "req-1",
@@ -190,14 +195,7 @@ def test_usage_report_and_recent_payloads(any_server: LiveServer, upstream: Fake
     name = "gw-report-" + ("pg" if "mg-pg" in str(any_server.data_dir) else "lite")
     reader = any_server.create_token(f"{name}-reader@example.com")
     with any_server.client() as c:
-        create_endpoint(c, name, external_chat_config(upstream.base_url, api_key=UPSTREAM_KEY))
-        c.put(
-            f"/api/2.0/serving-endpoints/{name}/ai-gateway",
-            json={
-                "usage_tracking_config": {"enabled": True},
-                "inference_table_config": {"catalog_name": "main", "schema_name": "rep", "enabled": True},
-            },
-        )
+        create_logged_endpoint(c, name, upstream, "rep")
         for text in ("a b", "c d e"):
             assert (
                 c.post(
