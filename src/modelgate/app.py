@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import secrets as pysecrets
@@ -15,6 +16,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from modelgate.auth.authenticator import Authenticator
 from modelgate.auth.oauth import OAuthIssuer, load_or_create_signing_key
@@ -22,7 +24,7 @@ from modelgate.auth.principal import Principal
 from modelgate.auth.tokens import PAT_PATTERN, create_token, ensure_principal, list_tokens, register_token_value
 from modelgate.config_file import apply_endpoints, load_endpoints, load_models
 from modelgate.engines.catalog import DEFAULT_EMBEDDING_ENDPOINT, LocalCatalog
-from modelgate.engines.exposure import expose_endpoints, exposes_defaults
+from modelgate.engines.exposure import expose_endpoints, exposes_defaults, pending_exposer
 from modelgate.errors import Cancelled, EndpointNotFound, InternalError, MethodNotAllowed, ModelgateError
 from modelgate.gateway.guardrails import SAFETY_PROMPT, Guardrails
 from modelgate.gateway.ratelimit import MemoryCounters, RateLimiter, RedisCounters
@@ -35,6 +37,7 @@ from modelgate.providers.base import ProviderDeps
 from modelgate.providers.registry import ProviderRegistry
 from modelgate.routes import endpoints as endpoint_routes
 from modelgate.routes import gateway_data as gateway_data_routes
+from modelgate.routes import models as model_routes
 from modelgate.routes import oauth as oauth_routes
 from modelgate.routes import responses as responses_routes
 from modelgate.routes import scim as scim_routes
@@ -45,6 +48,7 @@ from modelgate.routes import system as system_routes
 from modelgate.routes import tokens as token_routes
 from modelgate.routes import ui as ui_routes
 from modelgate.routes.common import JSONResponse
+from modelgate.routes.serving import match_query_route
 from modelgate.secrets import SecretCipher, SecretResolver, load_or_create_key
 from modelgate.secrets_store import SecretStore
 from modelgate.serving.dispatch import InvocationService
@@ -74,6 +78,7 @@ class Services:
     workspace_id: str
     admin: Principal
     oauth: OAuthIssuer | None = None
+    catalog: LocalCatalog | None = None
 
 
 class StartupError(Exception):
@@ -150,6 +155,31 @@ async def _on_unexpected(request: Request, exc: Exception) -> Response:
     return _error_response(InternalError("Internal error; the server log has the details."))
 
 
+class ModelgateApp(Starlette):
+    """Starlette, except that the query routes' POSTs (the hot path) skip routing and middleware: their apps
+    answer every error themselves (routes/serving.py)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            found = match_query_route(scope["path"])
+            if found is not None:
+                query_app, scope["path_params"] = found
+                scope["app"] = self
+                await query_app(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+
+def settle_heap() -> None:
+    """Move what startup built (modules, routes, models) out of the garbage collector's sight.
+
+    Those objects live as long as the process; without this every full collection walks all of them again,
+    which showed up as latency spikes and CPU under load.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings.from_env()
 
@@ -157,12 +187,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         services = await _start(settings)
         app.state.services = services
+        settle_heap()
         try:
             yield
         finally:
             await _stop(services)
 
-    app = Starlette(
+    app = ModelgateApp(
         routes=[
             *serving_routes.routes,  # the query path first: routes are matched in order
             *responses_routes.routes,
@@ -171,6 +202,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             *gateway_data_routes.routes,
             *token_routes.routes,
             *secret_routes.routes,
+            *model_routes.routes,
             *scim_routes.routes,
             *oauth_routes.routes,
             *service_principal_routes.routes,
@@ -254,7 +286,7 @@ async def _start(settings: Settings) -> Services:
         request_timeout_s=settings.upstream_timeout_s,
         retry_budget_s=settings.upstream_retry_budget_s,
     )
-    catalog = LocalCatalog.with_defaults(load_models(settings.config_file) if settings.config_file else [])
+    catalog = LocalCatalog.with_defaults(load_models(settings.config_file) if settings.config_file else [], deps=deps)
     factory = EntityFactory(ProviderRegistry(), deps, cipher, catalog=catalog)
     registry = EndpointRegistry(db, factory, poll_interval_s=settings.registry_poll_s)
     await registry.start()
@@ -284,6 +316,7 @@ async def _start(settings: Settings) -> Services:
         secrets=resolver,
         workspace_id=workspace_id,
         admin=admin,
+        catalog=catalog,
     )
     _connect_guardrails(guardrails, services)
     signing_key = await asyncio.to_thread(load_or_create_signing_key, settings.data_dir)
@@ -292,6 +325,7 @@ async def _start(settings: Settings) -> Services:
     if settings.config_file is not None:
         await apply_endpoints(services.endpoints, admin, load_endpoints(settings.config_file))
     await expose_endpoints(services.endpoints, admin, catalog)
+    await catalog.start(db, settings.registry_poll_s, pending_exposer(services.endpoints, admin, db))
     return services
 
 
@@ -299,6 +333,8 @@ async def _stop(services: Services) -> None:
     import asyncio
 
     await services.registry.stop()
+    if services.catalog is not None:
+        await services.catalog.close()  # stops managed inference server processes
     await services.limiter.drain()
     if isinstance(services.limiter.backend, RedisCounters):
         await services.limiter.backend.aclose()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -232,6 +233,172 @@ def service_principals_delete(id_or_client_id: str, data_dir: Path | None) -> No
         client_id = sp.name
         delete_service_principal(s, sp)
     click.echo(f"deleted {client_id}")
+
+
+@main.group()
+def models() -> None:
+    """Local catalog models (system.ai.<name>), registered in the data dir's database.
+
+    Running servers see changes within a second; GET /api/2.0/modelgate/models also lists the config file's
+    models and load states.
+    """
+
+
+def _model_db(data_dir: Path | None) -> Any:
+    return _db(data_dir)[1]
+
+
+@models.command("add")
+@click.argument("name")
+@click.option("--task", required=True, type=click.Choice(["llm/v1/chat", "llm/v1/completions", "llm/v1/embeddings"]))
+@click.option("--engine", required=True, help="transformers, sentence_transformers or openai_server.")
+@click.option(
+    "--path", "model_path", required=True, help="A Hugging Face model folder, or a GGUF file (openai_server)."
+)
+@click.option("--endpoint", default=None, help="Also serve it as this endpoint (e.g. databricks-NAME).")
+@click.option("--dtype", default=None, type=click.Choice(["auto", "float32", "bfloat16"]), help="[default: auto]")
+@click.option("--preset", default=None, type=click.Choice(["vllm", "llama-server"]), help="openai_server command.")
+@click.option("--command", "server_command", default=None,
+              help="openai_server command line, with {port}, {model_path} and {served_name}.")  # fmt: skip
+@click.option("--start-timeout", "start_timeout_s", default=None, type=float, help="openai_server readiness wait (s).")
+@data_dir_option
+def models_add(
+    name: str, task: str, engine: str, model_path: str, endpoint: str | None, dtype: str | None, preset: str | None,
+    server_command: str | None, start_timeout_s: float | None, data_dir: Path | None,
+) -> None:  # fmt: skip
+    """Register a model; with --endpoint the running server creates that endpoint at once."""
+    import shlex
+
+    from modelgate.engines import model_store
+    from modelgate.engines.catalog import PREFIX, default_entries, parse_entry
+    from modelgate.errors import ModelgateError
+
+    raw: dict[str, Any] = {"name": name, "task": task, "engine": engine, "path": model_path, "endpoint": endpoint,
+                           "dtype": dtype, "preset": preset, "start_timeout_s": start_timeout_s,
+                           "command": shlex.split(server_command) if server_command else None}  # fmt: skip
+    db = _model_db(data_dir)
+    try:
+        entry = parse_entry({k: v for k, v in raw.items() if v is not None}, source="registered")
+        model_store.check_location(entry)
+        reserved = {e.name for e in default_entries()}
+        with db.session() as s:
+            model_store.add(s, entry, "cli", reserved=reserved, endpoint_pending=bool(endpoint))
+    except ModelgateError as exc:
+        raise click.ClickException(exc.message) from None
+    click.echo(f"registered {PREFIX}{name}")
+    if endpoint:
+        click.echo(f"endpoint {endpoint} will be created by the running server (or when it next starts)")
+
+
+@models.command("list")
+@data_dir_option
+def models_list(data_dir: Path | None) -> None:
+    """List built-in and registered models: name, task, engine, path, endpoint, source."""
+    from modelgate.engines import model_store
+    from modelgate.engines.catalog import default_entries
+
+    db = _model_db(data_dir)
+    with db.session() as s:
+        _generation, rows = model_store.read_all(s)
+    for entry in [*default_entries(), *(row[0] for row in rows)]:
+        click.echo(
+            f"{entry.full_name}\t{entry.task}\t{entry.engine}\t{entry.path}\t{entry.endpoint or ''}\t{entry.source}"
+        )
+
+
+@models.command("remove")
+@click.argument("name")
+@data_dir_option
+def models_remove(name: str, data_dir: Path | None) -> None:
+    """Remove a registered model (refused while an endpoint serves it); running servers unload it."""
+    from modelgate.engines import model_store
+    from modelgate.engines.catalog import PREFIX, default_entries
+    from modelgate.errors import ModelgateError
+
+    db = _model_db(data_dir)
+    name = name.removeprefix(PREFIX)
+    try:
+        with db.session() as s:
+            model_store.remove(s, name, reserved={e.name for e in default_entries()})
+    except ModelgateError as exc:
+        raise click.ClickException(exc.message) from None
+    click.echo(f"removed {PREFIX}{name}")
+
+
+@main.group("export")
+def export_group() -> None:
+    """Export an endpoint's inference table or usage rows as a Parquet file or a Delta Lake table."""
+
+
+_EXPORT_OPTIONS = [
+    click.argument("endpoint"),
+    click.option("--format", "fmt", default="parquet", show_default=True, type=click.Choice(["parquet", "delta"])),
+    click.option("--out", required=True, type=click.Path(path_type=Path), help="Parquet file or Delta directory."),
+    click.option("--since", default=None, help="Rows from this time: epoch ms, ISO 8601, or 24h / 7d back."),
+    click.option("--until", default=None, help="Rows before this time (same forms as --since)."),
+    click.option(
+        "--if-exists",
+        default="error",
+        show_default=True,
+        type=click.Choice(["error", "overwrite", "append"]),
+        help="append: Delta only.",
+    ),
+    data_dir_option,
+]
+
+
+def _export_options(fn: Any) -> Any:
+    for option in reversed(_EXPORT_OPTIONS):
+        fn = option(fn)
+    return fn
+
+
+def _run_export(kind: str, endpoint: str, fmt: str, out: Path, since: str | None, until: str | None,
+                if_exists: str, data_dir: Path | None) -> None:  # fmt: skip
+    """Reads the database directly (the data dir's SQLite, or MODELGATE_DATABASE_URL), as `tokens` does."""
+    from sqlalchemy import select
+
+    from modelgate.errors import ModelgateError
+    from modelgate.gateway import export
+    from modelgate.store.db import Database
+    from modelgate.store.tables import Endpoint
+
+    db = _db(data_dir)[1]
+    assert isinstance(db, Database)
+    try:
+        rng = export.time_range(since, until, names=("--since", "--until"))
+        with db.session() as s:
+            row = s.scalar(select(Endpoint).where(Endpoint.name == endpoint))
+        if row is None and kind == "inference-table":
+            raise click.ClickException(f"no endpoint named '{endpoint}' (see GET /api/2.0/serving-endpoints)")
+        if row is None:
+            click.echo(f"note: no endpoint named '{endpoint}' now; exporting any usage rows it left", err=True)
+        source = (
+            export.inference_table_source(endpoint, row.ai_gateway if row else None)
+            if kind == "inference-table"
+            else export.usage_source(endpoint)
+        )
+        mode = export.parse_if_exists(if_exists)
+        result = export.export_to_path(db.engine, source, export.parse_format(fmt), out, rng, if_exists=mode)
+    except ModelgateError as exc:
+        raise click.ClickException(exc.message) from None
+    click.echo(f"wrote {result.rows} rows of {result.table_name} to {result.path} ({fmt})")
+
+
+@export_group.command("inference-table")
+@_export_options
+def export_inference_table(endpoint: str, fmt: str, out: Path, since: str | None, until: str | None,
+                           if_exists: str, data_dir: Path | None) -> None:  # fmt: skip
+    """The endpoint's payload table ({catalog}.{schema}.{prefix}_payload)."""
+    _run_export("inference-table", endpoint, fmt, out, since, until, if_exists, data_dir)
+
+
+@export_group.command("usage")
+@_export_options
+def export_usage(endpoint: str, fmt: str, out: Path, since: str | None, until: str | None,
+                 if_exists: str, data_dir: Path | None) -> None:  # fmt: skip
+    """The endpoint's rows of endpoint_usage."""
+    _run_export("usage", endpoint, fmt, out, since, until, if_exists, data_dir)
 
 
 @main.command("sql")

@@ -22,8 +22,9 @@ from modelgate.errors import ResourceDoesNotExist
 from modelgate.providers.base import Provider
 from modelgate.serving.entities import EntityFactory
 from modelgate.serving.traffic import TrafficSplitter
+from modelgate.store.counters import bump_counter, read_counter
 from modelgate.store.db import Database
-from modelgate.store.tables import Endpoint, EndpointPermission, Meta
+from modelgate.store.tables import Endpoint, EndpointPermission
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +66,7 @@ def acl_from_rows(perms: list[EndpointPermission]) -> dict[AclKey, Level]:
 
 
 def bump_generation(s: Session) -> None:
-    row = s.get(Meta, GENERATION_KEY)
-    if row is None:
-        s.add(Meta(key=GENERATION_KEY, value="1"))
-    else:
-        row.value = str(int(row.value) + 1)
+    bump_counter(s, GENERATION_KEY)
 
 
 class EndpointRegistry:
@@ -175,8 +172,7 @@ class EndpointRegistry:
 
     @staticmethod
     def _read_generation(s: Session) -> str:
-        row = s.get(Meta, GENERATION_KEY)
-        return row.value if row else "0"
+        return read_counter(s, GENERATION_KEY)
 
     async def _poll(self) -> None:
         while True:

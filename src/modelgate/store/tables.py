@@ -123,3 +123,21 @@ class Secret(Base):
     key: Mapped[str] = mapped_column(String(128), primary_key=True)
     value_encrypted: Mapped[str] = mapped_column(Text)
     last_updated_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class CatalogModel(Base):
+    """A local catalog model registered over REST or the CLI (config-file and built-in ones are not stored).
+
+    `spec` is the validated registration (task, engine, path and engine options). `endpoint_pending` is set
+    by the CLI, which has no running server at hand: the server creates that endpoint and clears the flag.
+    """
+
+    __tablename__ = "catalog_models"
+
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    task: Mapped[str] = mapped_column(String(64))
+    engine: Mapped[str] = mapped_column(String(64))
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    endpoint_pending: Mapped[bool] = mapped_column(Boolean, default=False)
+    creator: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    created_ms: Mapped[int] = mapped_column(BigInteger)
