@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -21,10 +23,39 @@ TEMPLATE = (
 )
 
 
-def build_tiny_llama(folder: Path, *, context: int = 256) -> Path:
+# A ChatML template that shows `tools` to the model and renders tool history, Hermes / Qwen style.
+TOOLS_TEMPLATE = (
+    "{% set first = 1 if messages[0]['role'] == 'system' else 0 %}"
+    "{% if tools %}<|im_start|>system\n{% if first %}{{ messages[0]['content'] }}\n\n{% endif %}"
+    "Functions you may call:\n<tools>\n{% for t in tools %}{{ t | tojson }}\n{% endfor %}</tools>\n"
+    'Call one as <tool_call>\n{"name": ..., "arguments": {...}}\n</tool_call><|im_end|>\n'
+    "{% elif first %}<|im_start|>system\n{{ messages[0]['content'] }}<|im_end|>\n{% endif %}"
+    "{% for m in messages[first:] %}"
+    "{% if m['role'] == 'tool' %}<|im_start|>user\n<tool_response>\n{{ m['content'] }}\n</tool_response><|im_end|>\n"
+    "{% elif m['role'] == 'assistant' %}<|im_start|>assistant\n"
+    "{% set text = (m['content'] or '').split('</think>')[-1] | trim %}{{ text }}"
+    "{% for c in m.get('tool_calls') or [] %}{% if text or not loop.first %}\n{% endif %}<tool_call>\n"
+    "{{ {'name': c['function']['name'], 'arguments': c['function']['arguments']} | tojson }}\n</tool_call>"
+    "{% endfor %}<|im_end|>\n"
+    "{% else %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+# The same, for a reasoning model: a `<think>` block opens each answer (empty when thinking is off).
+THINKING_TEMPLATE = TOOLS_TEMPLATE + (
+    "{% if add_generation_prompt and enable_thinking is defined and not enable_thinking %}"
+    "<think>\n\n</think>\n\n{% endif %}"
+)
+LONG_CONTEXT = 2048  # room for tool lists, which a 347-token vocabulary spells out in many tokens
+TAG_TOKENS = ["<think>", "</think>", "<tool_call>", "</tool_call>"]
+
+
+def build_tiny_llama(folder: Path, *, context: int = 256, template: str = TEMPLATE, tag_tokens: bool = False) -> Path:
     """A 2-layer random Llama with a locally trained byte-level BPE and a ChatML template (engines.md §2).
 
     The EOS embedding is zeroed (tied weights), so greedy decoding never ends early: lengths are predictable.
+    `tag_tokens` adds `<think>`, `</think>`, `<tool_call>` and `</tool_call>` as single (non-special) tokens,
+    as Qwen's tokenizers have them.
     """
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -43,7 +74,9 @@ def build_tiny_llama(folder: Path, *, context: int = 256) -> Path:
     hf_tok = PreTrainedTokenizerFast(
         tokenizer_object=tok, bos_token="<|bos|>", eos_token="<|im_end|>", pad_token="<|pad|>"
     )
-    hf_tok.chat_template = TEMPLATE
+    if tag_tokens:
+        hf_tok.add_tokens(TAG_TOKENS)
+    hf_tok.chat_template = template
     torch.manual_seed(0)
     cfg = LlamaConfig(
         vocab_size=len(hf_tok),
@@ -72,7 +105,57 @@ def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_tools(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model with a chat template that renders tools (Hermes / Qwen style)."""
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny-tools"), template=TOOLS_TEMPLATE, tag_tokens=True,
+                            context=LONG_CONTEXT)  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def tiny_thinker(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model as a reasoning model: its template handles a `<think>` block, and renders tools."""
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny-thinker"), template=THINKING_TEMPLATE, tag_tokens=True,
+                            context=LONG_CONTEXT)  # fmt: skip
+
+
+@pytest.fixture(scope="session")
 def broken_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("broken-model")
     (folder / "config.json").write_text("{not json")
     return folder
+
+
+def serve_engine(engine: Any, name: str = "tiny", task: str = "llm/v1/chat") -> Any:
+    """A LocalBackend over an already loaded engine (what the catalog hands the serving core once it is ready)."""
+    from modelgate.engines.backend import LocalBackend
+
+    entry = SimpleNamespace(full_name=f"system.ai.{name}", task=task)
+    return LocalBackend(SimpleNamespace(entry=entry, engine=engine, state="DEPLOYMENT_READY", message=None))  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_long(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model with room for tool lists in its context (its template ignores tools)."""
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama-long"), context=LONG_CONTEXT)
+
+
+@pytest.fixture(scope="session")
+def plain_engine(tiny_llama_long: Path) -> Any:
+    """The tiny model (a template that ignores tools), loaded once for the session."""
+    from modelgate.engines.transformers_chat import TransformersEngine
+
+    return TransformersEngine(str(tiny_llama_long), dtype="float32")
+
+
+@pytest.fixture(scope="session")
+def tools_engine(tiny_tools: Path) -> Any:
+    from modelgate.engines.transformers_chat import TransformersEngine
+
+    return TransformersEngine(str(tiny_tools), dtype="float32")
+
+
+@pytest.fixture(scope="session")
+def thinker_engine(tiny_thinker: Path) -> Any:
+    from modelgate.engines.transformers_chat import TransformersEngine
+
+    return TransformersEngine(str(tiny_thinker), dtype="float32")

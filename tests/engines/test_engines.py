@@ -148,11 +148,9 @@ async def test_context_limits(chat_backend: LocalBackend) -> None:
 
 
 async def test_unsupported_features_are_400(chat_backend: LocalBackend) -> None:
-    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
-    with pytest.raises(BadRequest, match="does not support tools"):
-        await chat_backend.chat(chat(tools=[tool]))
-    with pytest.raises(BadRequest, match="response_format 'json_object'"):
-        await chat_backend.chat(chat(response_format={"type": "json_object"}))
+    # tools and response_format are supported now: tests/engines/test_tools.py, test_structured.py
+    with pytest.raises(BadRequest, match="Local models take text content only"):
+        await chat_backend.chat(chat([{"type": "image_url", "image_url": {"url": "data:image/png;base64,AA=="}}]))
     with pytest.raises(BadRequest, match="does not support embeddings"):
         await chat_backend.embeddings(EmbeddingRequest(input="x"))
 
@@ -244,7 +242,7 @@ def test_config_file_models_list(tmp_path: Path) -> None:
         "models:\n  - {name: m, task: llm/v1/chat, engine: transformers, path: /m, endpoint: databricks-m}\n"
     )
     [entry] = load_models(good)
-    assert (entry.full_name, entry.endpoint, entry.dtype) == ("system.ai.m", "databricks-m", "float32")
+    assert (entry.full_name, entry.endpoint, entry.dtype) == ("system.ai.m", "databricks-m", "auto")
     assert load_endpoints(good) == []
     bad = tmp_path / "bad.yaml"
     bad.write_text("models:\n  - {name: m, task: llm/v1/chat, engine: transformers}\n")

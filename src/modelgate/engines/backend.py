@@ -1,18 +1,27 @@
 """The Provider that serves a catalog model: OpenAI-shaped answers from the model's engine.
 
 While the model loads, calls get a 503 with Retry-After; a failed load answers 503 with the reason.
+Chat requests become a prompt (tools through the chat template, local_tools.py), a constraint (structured
+output or a forced tool call, structured.py) and a reasoning setting (thinking.py); each output row comes
+back as text, tool calls parsed from it, and a reasoning block in the shape the external providers use.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import struct
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from modelgate.engines import local_tools
 from modelgate.engines.engine import Delta, Engine, GenerationParams, GenerationUsage
+from modelgate.engines.local_tools import ToolCallStream
+from modelgate.engines.structured import request_constraint
+from modelgate.engines.thinking import thinking_of
 from modelgate.errors import BadRequest, InvalidParameterValue, TemporarilyUnavailable
 from modelgate.protocol.chat import ChatRequest
 from modelgate.protocol.completions import CompletionRequest
@@ -75,47 +84,50 @@ class LocalBackend(Provider):
 
     # -- chat --------------------------------------------------------------------------------------
     async def chat(self, request: ChatRequest) -> Json:
-        prompt, params = self._chat_input(request)
+        plan = await self._chat_input(request)
         usage = GenerationUsage()
-        texts, reasons = await _collect(self._engine().generate([prompt], params, usage), params.n)
+        rows = await _collect(self._engine().generate([plan.prompt], plan.params, usage), plan.params.n)
         return {
             "id": _new_id("chatcmpl"),
             "object": "chat.completion",
             "created": int(time.time()),
             "model": self.model_name,
-            "choices": [
-                {"index": i, "message": {"role": "assistant", "content": texts[i]}, "finish_reason": reasons[i]}
-                for i in range(params.n)
-            ],
+            "choices": [plan.choice(i, *row) for i, row in enumerate(rows)],
             "usage": _usage(usage),
         }
 
     async def chat_stream(self, request: ChatRequest) -> AsyncIterator[Json]:  # type: ignore[override]
-        prompt, params = self._chat_input(request)
+        plan = await self._chat_input(request)
         usage = GenerationUsage()
         meta = {"id": _new_id("chatcmpl"), "object": "chat.completion.chunk", "created": int(time.time())}
         meta["model"] = self.model_name
         started: set[int] = set()
-        async for delta in self._engine().generate([prompt], params, usage):
-            out: Json = {"content": delta.text}
-            if delta.index not in started:
-                started.add(delta.index)
-                out["role"] = "assistant"
-            choice = {"index": delta.index, "delta": out, "finish_reason": delta.finish_reason}
-            yield {**meta, "choices": [choice]}
+        parsers: dict[int, ToolCallStream] = {}
+        async for delta in self._engine().generate([plan.prompt], plan.params, usage):
+            parser = parsers.setdefault(delta.index, plan.tool_stream()) if plan.tool_names is not None else None
+            pieces = plan.stream_pieces(delta, parser)
+            finish = delta.finish_reason
+            if finish == "stop" and parser is not None and parser.calls:
+                finish = "tool_calls"
+            if finish is not None and not pieces:
+                pieces = [{"content": ""}]
+            for i, piece in enumerate(pieces):
+                if delta.index not in started:
+                    started.add(delta.index)
+                    piece = {"role": "assistant", **piece}
+                last = finish if i == len(pieces) - 1 else None
+                yield {**meta, "choices": [{"index": delta.index, "delta": piece, "finish_reason": last}]}
         yield {**meta, "choices": [], "usage": _usage(usage)}
 
-    def _chat_input(self, request: ChatRequest) -> tuple[list[int], GenerationParams]:
+    async def _chat_input(self, request: ChatRequest) -> _ChatPlan:
         if self.task != "llm/v1/chat":
             raise self._unsupported("chat")
-        if request.tools:
-            raise BadRequest(f"Model '{self.model_name}' does not support tools yet.")
-        if request.response_format is not None and request.response_format.type != "text":
-            raise BadRequest(
-                f"Model '{self.model_name}' does not support response_format '{request.response_format.type}' yet."
-            )
-        messages = [{"role": m.role, "content": _text_of(m.content)} for m in request.messages]
         engine = self._engine()
+        think, budget = thinking_of(request, engine.reasoning_delimiters, self.model_name)
+        tools = local_tools.tools_of(request)
+        constraint = request_constraint(request, offered_tools=tools is not None)
+        if constraint is not None:
+            await asyncio.to_thread(engine.check_constraint, constraint)  # 400 for a schema it cannot follow
         params = _params(
             request.max_completion_tokens or request.max_tokens,
             request.temperature,
@@ -125,21 +137,25 @@ class LocalBackend(Provider):
             request.n,
             request.seed,
         )
-        return engine.encode_chat(messages), params
+        params.constraint, params.thinking, params.thinking_budget = constraint, think, budget
+        prompt = engine.encode_chat(local_tools.template_messages(request), tools=tools, thinking=think)
+        names = {t["function"]["name"] for t in tools} if tools else None
+        return _ChatPlan(prompt, params, names, engine.tool_call_tags)
 
     # -- completions -------------------------------------------------------------------------------
     async def completions(self, request: CompletionRequest) -> Json:
         prompts, params = self._completion_input(request)
         usage = GenerationUsage()
         rows = len(prompts) * params.n
-        texts, reasons = await _collect(self._engine().generate(prompts, params, usage), rows)
+        answers = await _collect(self._engine().generate(prompts, params, usage), rows)
         return {
             "id": _new_id("cmpl"),
             "object": "text_completion",
             "created": int(time.time()),
             "model": self.model_name,
             "choices": [
-                {"index": i, "text": texts[i], "finish_reason": reasons[i], "logprobs": None} for i in range(rows)
+                {"index": i, "text": text, "finish_reason": reason, "logprobs": None}
+                for i, (text, _, reason) in enumerate(answers)
             ],
             "usage": _usage(usage),
         }
@@ -186,25 +202,17 @@ def _params(
     )
 
 
-def _text_of(content: Any) -> str:
-    if content is None or isinstance(content, str):
-        return content or ""
-    parts = []
-    for part in content:
-        if getattr(part, "type", None) != "text":
-            raise BadRequest("Local models take text content only.")
-        parts.append(part.text)
-    return "".join(parts)
-
-
-async def _collect(deltas: AsyncIterator[Delta], rows: int) -> tuple[list[str], list[str | None]]:
+async def _collect(deltas: AsyncIterator[Delta], rows: int) -> list[tuple[str, str, str | None]]:
+    """(answer, reasoning, finish_reason) of each row."""
     texts: list[list[str]] = [[] for _ in range(rows)]
+    thoughts: list[list[str]] = [[] for _ in range(rows)]
     reasons: list[str | None] = [None] * rows
     async for delta in deltas:
         texts[delta.index].append(delta.text)
+        thoughts[delta.index].append(delta.reasoning)
         if delta.finish_reason is not None:
             reasons[delta.index] = delta.finish_reason
-    return ["".join(t) for t in texts], reasons
+    return [("".join(texts[i]), "".join(thoughts[i]), reasons[i]) for i in range(rows)]
 
 
 def _usage(usage: GenerationUsage) -> Json:
@@ -217,3 +225,51 @@ def _usage(usage: GenerationUsage) -> Json:
 
 def _new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:24]}"
+
+
+@dataclass
+class _ChatPlan:
+    """A chat request made ready for the engine, and how its rows' output becomes OpenAI message parts."""
+
+    prompt: list[int]
+    params: GenerationParams
+    tool_names: set[str] | None  # tools the answer may call (None: no tool calls are looked for)
+    tool_tags: tuple[str, str]
+
+    def tool_stream(self) -> ToolCallStream:
+        # A call the grammar allows is sure to be well formed, so its arguments can stream as generated.
+        kind = self.params.constraint.kind if self.params.constraint is not None else None
+        sure = kind in ("tool_call", "answer_or_tool_call")
+        return ToolCallStream(self.tool_tags, self.tool_names or set(), stream_arguments=sure)
+
+    def choice(self, index: int, text: str, reasoning: str, reason: str | None) -> Json:
+        calls: list[Json] = []
+        if self.tool_names is not None:
+            text, calls = local_tools.split_calls(text, self.tool_tags, self.tool_names)
+        content: Any = text
+        if self.params.thinking:
+            content = [_reasoning_block(reasoning), {"type": "text", "text": text}]
+        elif calls and not text:
+            content = None
+        message: Json = {"role": "assistant", "content": content}
+        if calls:
+            message["tool_calls"] = calls
+        finish = "tool_calls" if calls and reason == "stop" else reason
+        return {"index": index, "message": message, "finish_reason": finish}
+
+    def stream_pieces(self, delta: Delta, parser: ToolCallStream | None) -> list[Json]:
+        """The chunk deltas of one engine delta: reasoning first, then content or tool-call pieces."""
+        pieces: list[Json] = [{"content": [_reasoning_block(delta.reasoning)]}] if delta.reasoning else []
+        if parser is None:
+            if delta.text or not pieces:
+                pieces.append({"content": delta.text})
+            return pieces
+        pieces.extend(parser.feed(delta.text))
+        if delta.finish_reason is not None:
+            pieces.extend(parser.finish())
+        return pieces
+
+
+def _reasoning_block(text: str) -> Json:
+    """The reasoning content block the external providers return (see providers/anthropic_translate.py)."""
+    return {"type": "reasoning", "summary": [{"type": "summary_text", "text": text}]}

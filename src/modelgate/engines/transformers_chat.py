@@ -1,10 +1,15 @@
-"""Chat and completions on a local Hugging Face causal LM with transformers (CPU by default).
+"""Chat and completions on a local Hugging Face causal LM with transformers (CPU by default, CUDA when present).
 
 The model's single worker thread runs one padded `generate()` at a time over the rows (prompts x n) of
 every queued request that shares the first one's sampling settings (a micro-batch, up to `max_batch_rows`),
 so the event loop never blocks and concurrent requests share the work. A per-request streamer turns its
 rows' new tokens into text deltas in that thread (stop strings and incomplete UTF-8 held back), stops its
-rows at its own max_tokens, and hands the deltas to the loop.
+rows at its own max_tokens, and hands the deltas to the loop. Grammars (structured output, forced tool
+calls) and reasoning budgets are per row (row_control.py), so requests with different grammars share a batch.
+A request that arrives while a batch runs and could share it makes the batch pause at the next token; the
+batch then runs again with the newcomer, each row from its prompt plus what it generated so far. Without that,
+of a burst of requests the first ran alone and the rest waited for it (bench/local_tokens_bench.py). Batches
+with a grammar, a reasoning budget or a seed run to the end (their state lives in the generate() call).
 """
 
 from __future__ import annotations
@@ -12,26 +17,47 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
-from modelgate.engines.engine import Delta, Engine, GenerationParams, GenerationUsage
+from modelgate.engines import local_tools
+from modelgate.engines.device import pick_device_dtype
+from modelgate.engines.engine import Constraint, Delta, Engine, GenerationParams, GenerationUsage
+from modelgate.engines.row_streamer import BatchStreamer, RowStreamer
+from modelgate.engines.structured import GrammarCache
+from modelgate.engines.thinking import detect_delimiters, shape_prompt
 from modelgate.errors import BadRequest
 
 DEFAULT_MAX_TOKENS = 512
 _END = object()
+_LOAD_LOCK = threading.Lock()
+_PROBE_TOOL = "modelgate_probe_tool"
 
 
 class TransformersEngine(Engine):
-    def __init__(self, location: str, *, dtype: str = "float32", max_batch_rows: int = 8) -> None:
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+    def __init__(
+        self,
+        location: str,
+        *,
+        dtype: str = "auto",
+        max_batch_rows: int = 8,
+        reasoning_delimiters: tuple[str, str] | Literal["auto"] | None = "auto",
+    ) -> None:
+        """`dtype`: auto, float32 or bfloat16 (auto: see device.py). `reasoning_delimiters`: the model's
+        reasoning block, None for a model that does not reason, "auto" for `<think>` / `</think>` when the chat
+        template opens a `<think>` block (thinking.detect_delimiters)."""
+        # Loading is serialized: transformers' lazy imports and its meta-device model init are not thread-safe
+        # (two models loading at once failed with "cannot import name" or "Cannot copy out of meta tensor").
+        with _LOAD_LOCK:
+            import torch
+            from transformers import AutoModelForCausalLM, AutoTokenizer
 
+            self.tokenizer: Any = AutoTokenizer.from_pretrained(location, local_files_only=True)
+            self.device, torch_dtype = pick_device_dtype(dtype)
+            model: Any = AutoModelForCausalLM.from_pretrained(location, dtype=torch_dtype, local_files_only=True)
+            self.model = model.to(self.device).eval()
         self.torch = torch
-        self.tokenizer: Any = AutoTokenizer.from_pretrained(location, local_files_only=True)
-        torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}.get(dtype, "auto")
-        model: Any = AutoModelForCausalLM.from_pretrained(location, dtype=torch_dtype, local_files_only=True)
-        self.model = model.eval()
+        self.dtype = str(torch_dtype).removeprefix("torch.")
         config = self.model.config
         self.context = int(getattr(config, "max_position_embeddings", 0) or self.tokenizer.model_max_length)
         eos = self.model.generation_config.eos_token_id
@@ -41,18 +67,57 @@ class TransformersEngine(Engine):
         self.eos_ids = sorted(eos_ids)
         pad = self.tokenizer.pad_token_id
         self.pad_id = int(pad if pad is not None else self.eos_ids[0] if self.eos_ids else 0)
+        self.reasoning_delimiters = (
+            detect_delimiters(self.tokenizer) if reasoning_delimiters == "auto" else reasoning_delimiters
+        )
+        self.vocab_size = int(getattr(config, "vocab_size", 0) or len(self.tokenizer))
+        self.grammars = GrammarCache(self.tokenizer, self.vocab_size, self.eos_ids, self.tool_call_tags)
+        self._renders_tools: bool | None = None
         self.generate_calls = 0  # tests read it to see micro-batching
         self._batcher = _MicroBatcher(self._run, max_rows=max_batch_rows)
 
     # -- prompts -----------------------------------------------------------------------------------
-    def encode_chat(self, messages: list[dict[str, str]]) -> list[int]:
+    def encode_chat(
+        self, messages: list[dict[str, Any]], *, tools: list[dict[str, Any]] | None = None, thinking: bool = False
+    ) -> list[int]:
         if not getattr(self.tokenizer, "chat_template", None):
             raise BadRequest("This model has no chat template; query it with completions (a prompt) instead.")
-        text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        extra: dict[str, Any] = {}
+        has_tool_history = any(m.get("tool_calls") or m["role"] == "tool" for m in messages)
+        if (tools or has_tool_history) and not self.renders_tools():
+            messages = local_tools.inline_tools(messages, tools, self.tool_call_tags)
+        elif tools:
+            extra["tools"] = tools
+        if self.reasoning_delimiters is not None:
+            extra["enable_thinking"] = thinking  # Qwen3-style templates; others ignore it
+        try:
+            text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False, **extra)
+        except Exception as exc:  # jinja2's TemplateError, e.g. the template's raise_exception("roles must ...")
+            if type(exc).__module__.split(".")[0] != "jinja2":
+                raise
+            raise BadRequest(f"This model's chat template rejected the messages: {exc}") from None
+        if self.reasoning_delimiters is not None:
+            text = shape_prompt(text, self.reasoning_delimiters, thinking)
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def renders_tools(self) -> bool:
+        """Whether the chat template shows `tools` to the model (probed once)."""
+        if self._renders_tools is None:
+            probe = [{"type": "function", "function": {"name": _PROBE_TOOL, "parameters": {"type": "object"}}}]
+            try:
+                text = self.tokenizer.apply_chat_template(
+                    [{"role": "user", "content": "x"}], tools=probe, add_generation_prompt=True, tokenize=False
+                )
+            except Exception:  # a template that rejects the tools argument ignores tools
+                text = ""
+            self._renders_tools = _PROBE_TOOL in text
+        return self._renders_tools
 
     def encode_text(self, text: str) -> list[int]:
         return list(self.tokenizer(text)["input_ids"])
+
+    def check_constraint(self, constraint: Constraint) -> None:
+        self.grammars.compiled(constraint)
 
     # -- generation --------------------------------------------------------------------------------
     async def generate(
@@ -68,13 +133,16 @@ class TransformersEngine(Engine):
         max_new = min(params.max_tokens or DEFAULT_MAX_TOKENS, room)
         usage.prompt_tokens = sum(len(p) for p in prompts)
         rows = [p for p in prompts for _ in range(params.n)]
+        if params.constraint is not None:
+            self.grammars.compiled(params.constraint)  # a bad schema fails here, before anything streams
         loop = asyncio.get_running_loop()
         events: asyncio.Queue[Any] = asyncio.Queue()
 
         def post(item: Any) -> None:
             loop.call_soon_threadsafe(events.put_nowait, item)
 
-        streamer = _RowStreamer(self.tokenizer, len(rows), set(self.eos_ids), params.stop, usage, post, max_new)
+        close = self.reasoning_delimiters[1] if params.thinking and self.reasoning_delimiters else None
+        streamer = RowStreamer(self.tokenizer, len(rows), set(self.eos_ids), params.stop, usage, post, max_new, close)
         self._batcher.submit(_Job(rows, params, streamer))
         try:
             while (item := await events.get()) is not _END:
@@ -85,17 +153,55 @@ class TransformersEngine(Engine):
         finally:
             streamer.cancelled = True  # a caller gone mid-stream stops its rows at the next step
 
+    def _row_plans(self, jobs: list[_Job]) -> list[Any]:
+        """One RowPlan (or None) per batch row: the job's grammar and reasoning budget."""
+        from modelgate.engines.row_control import RowPlan
+
+        plans: list[Any] = []
+        for job in jobs:
+            p = job.params
+            think = p.thinking and self.reasoning_delimiters is not None
+            budget = p.thinking_budget if think else None
+            grammar = self.grammars.compiled(p.constraint) if p.constraint is not None else None
+            if grammar is None and budget is None:
+                plans.extend([None] * len(job.rows))
+                continue
+            close_ids = self._close_ids() if think else []
+            for _ in job.rows:
+                matcher = _new_matcher(grammar) if grammar is not None else None
+                plans.append(RowPlan(matcher=matcher, thinking=think, budget=budget, close_ids=close_ids))
+        return plans
+
+    def _close_ids(self) -> list[int]:
+        assert self.reasoning_delimiters is not None
+        return list(self.tokenizer(self.reasoning_delimiters[1], add_special_tokens=False)["input_ids"])
+
     def _run(self, jobs: list[_Job]) -> None:
         """One padded generate() over the rows of all `jobs` (they share sampling settings)."""
         torch = self.torch
-        from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList
+        from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
+
+        from modelgate.engines.row_control import RowControlProcessor
 
         streamers = [job.streamer for job in jobs]
         self.generate_calls += 1
+        batcher, key = self._batcher, jobs[0].batch_key()
+        room = batcher.max_rows - sum(len(job.rows) for job in jobs)
+        paused = False  # set when generation stops early so waiting requests can join the batch
 
         class _RowsDone(StoppingCriteria):
             def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-                return torch.tensor([s.cancelled or d for s in streamers for d in s.done], dtype=torch.bool)
+                nonlocal paused
+                done = [s.cancelled or d for s in streamers for d in s.done]
+                if can_pause and room > 0 and not all(done) and batcher.joinable(key, room):
+                    paused = True
+                    done = [True] * len(done)
+                return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+        class _Streamer(BatchStreamer):
+            def end(self) -> None:
+                if not paused:  # a paused batch's rows are not finished
+                    super().end()
 
         try:
             rows = [r for job in jobs for r in job.rows]
@@ -105,7 +211,7 @@ class TransformersEngine(Engine):
             attention = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], dtype=torch.long)
             sample = params.temperature > 0
             config = GenerationConfig(  # type: ignore[no-untyped-call]
-                max_new_tokens=max(s.limit for s in streamers),
+                max_new_tokens=max(_remaining(s) for s in streamers),
                 do_sample=sample,
                 pad_token_id=self.pad_id,
                 eos_token_id=self.eos_ids or None,
@@ -115,29 +221,62 @@ class TransformersEngine(Engine):
                     else {}
                 ),
             )
+            plans = self._row_plans(jobs)
+            # Rows under a grammar or reasoning budget keep state in this call's processor, and a seed must
+            # hold for the whole answer: such batches run to the end; others pause for newcomers.
+            can_pause = not any(plans) and params.seed is None
+            processors = [RowControlProcessor(plans, self.vocab_size, self.grammars.byte_rules)] if any(plans) else []
             with torch.inference_mode():
                 if params.seed is not None:
                     torch.manual_seed(params.seed)
                 self.model.generate(
-                    input_ids=input_ids,
-                    attention_mask=attention,
+                    input_ids=input_ids.to(self.device),
+                    attention_mask=attention.to(self.device),
                     generation_config=config,
-                    streamer=_BatchStreamer(streamers),
+                    streamer=_Streamer(streamers),
                     stopping_criteria=StoppingCriteriaList([_RowsDone()]),
+                    logits_processor=LogitsProcessorList(processors),
                 )
         except BaseException as exc:
+            paused = False
             for s in streamers:
                 s.post(exc)
-        finally:
-            for s in streamers:
-                s.post(_END)
+        if paused:
+            batcher.resume([job for job in jobs if not job.finished()])
+        for job in jobs:
+            if not paused or job.finished():
+                job.streamer.post(_END)
+
+
+def _remaining(streamer: RowStreamer) -> int:
+    """Tokens the streamer's unfinished rows may still generate (less than max_tokens after a pause)."""
+    left = [streamer.limit - n for n, done in zip(streamer.count, streamer.done, strict=True) if not done]
+    return max(max(left, default=1), 1)
+
+
+def _new_matcher(grammar: Any) -> Any:
+    import xgrammar as xgr
+
+    return xgr.GrammarMatcher(grammar)
 
 
 @dataclass
 class _Job:
     rows: list[list[int]]
     params: GenerationParams
-    streamer: _RowStreamer
+    streamer: RowStreamer
+    prompts: list[list[int]] = field(default_factory=list)  # the rows' prompts (rows grow when a batch pauses)
+
+    def __post_init__(self) -> None:
+        self.prompts = self.prompts or list(self.rows)
+
+    def finished(self) -> bool:
+        return self.streamer.cancelled or all(self.streamer.done)
+
+    def resumed(self) -> _Job:
+        """Continues where it stopped: each row's prompt plus what it generated so far."""
+        self.rows = [p + ids for p, ids in zip(self.prompts, self.streamer.ids, strict=True)]
+        return self
 
     def batch_key(self) -> tuple[Any, ...]:
         """Jobs with equal keys can share one generate(); a seeded job runs alone so its seed holds."""
@@ -164,6 +303,16 @@ class _MicroBatcher:
             self.pending.append(job)
             self.ready.notify()
 
+    def joinable(self, key: tuple[Any, ...], room: int) -> bool:
+        """Whether a waiting job could join a running batch of `key` that has `room` rows free."""
+        with self.ready:
+            return any(job.batch_key() == key and len(job.rows) <= room for job in self.pending)
+
+    def resume(self, jobs: list[_Job]) -> None:
+        """Put the jobs of a paused batch back at the head of the queue, to run again with the newcomers."""
+        with self.ready:
+            self.pending[:0] = [job.resumed() for job in jobs]
+
     def _work(self) -> None:
         while True:
             with self.ready:
@@ -177,100 +326,3 @@ class _MicroBatcher:
                         batch.append(job)
                         rows += len(job.rows)
             self.run(batch)
-
-
-class _BatchStreamer:
-    """Hands each step's tokens of a batched generate() to the streamer of the request that owns the rows."""
-
-    def __init__(self, streamers: list[_RowStreamer]) -> None:
-        self.streamers = streamers
-        self.prompt_seen = False
-
-    def put(self, value: Any) -> None:
-        if not self.prompt_seen:  # generate() first hands over the prompt
-            self.prompt_seen = True
-            return
-        tokens = value.reshape(sum(len(s.ids) for s in self.streamers), -1)[:, -1].tolist()
-        start = 0
-        for s in self.streamers:
-            s.put_tokens(tokens[start : start + len(s.ids)])
-            start += len(s.ids)
-
-    def end(self) -> None:
-        for s in self.streamers:
-            s.end()
-
-
-class _RowStreamer:
-    """Receives each step's tokens from generate() (in the worker thread) and posts text deltas per row."""
-
-    def __init__(
-        self,
-        tokenizer: Any,
-        rows: int,
-        eos_ids: set[int],
-        stop: list[str],
-        usage: GenerationUsage,
-        post: Callable[[Any], None],
-        limit: int,
-    ) -> None:
-        self.tokenizer = tokenizer
-        self.limit = limit  # this request's max_tokens (a shared batch may run longer)
-        self.eos_ids = eos_ids
-        self.stop = [s for s in stop if s]
-        self.hold = max((len(s) for s in self.stop), default=1) - 1
-        self.usage = usage
-        self.post = post
-        self.ids: list[list[int]] = [[] for _ in range(rows)]
-        self.sent = [0] * rows
-        self.done = [False] * rows
-        self.count = [0] * rows
-        self.cancelled = False
-
-    def put_tokens(self, tokens: list[int]) -> None:
-        out: list[Delta] = []
-        for row, token in enumerate(tokens):
-            if self.done[row]:
-                continue
-            self.usage.completion_tokens += 1
-            if token in self.eos_ids:
-                out.append(self._finish(row, "stop"))
-                continue
-            self.ids[row].append(token)
-            self.count[row] += 1
-            delta = self._advance(row)
-            if delta is not None:
-                out.append(delta)
-            if not self.done[row] and self.count[row] >= self.limit:
-                out.append(self._finish(row, "length"))
-        if out:
-            self.post(out)
-
-    def end(self) -> None:
-        out = [self._finish(row, "length") for row in range(len(self.ids)) if not self.done[row]]
-        if out:
-            self.post(out)
-
-    def _text(self, row: int) -> str:
-        return str(self.tokenizer.decode(self.ids[row], skip_special_tokens=True))
-
-    def _advance(self, row: int) -> Delta | None:
-        text = self._text(row)
-        cut = min((i for i in (text.find(s, max(0, self.sent[row] - self.hold)) for s in self.stop) if i >= 0),
-                  default=-1)  # fmt: skip
-        if cut >= 0:
-            self.done[row] = True
-            return self._delta(row, text[:cut], "stop")
-        safe = len(text.rstrip("\ufffd")) - self.hold  # hold back a possible stop prefix and partial UTF-8
-        if safe <= self.sent[row]:
-            return None
-        return self._delta(row, text[:safe], None)
-
-    def _finish(self, row: int, reason: str) -> Delta:
-        self.done[row] = True
-        return self._delta(row, self._text(row), reason)
-
-    def _delta(self, row: int, upto: str, reason: str | None) -> Delta:
-        piece = upto[self.sent[row] :]
-        self.sent[row] = max(self.sent[row], len(upto))
-        return Delta(row, piece, reason)
