@@ -198,7 +198,8 @@ def test_compiled_grammars_are_cached_per_schema(plain_engine: Any, monkeypatch:
     from modelgate.engines.engine import Constraint
 
     monkeypatch.setattr(structured, "GRAMMAR_CACHE_SIZE", 2)
-    cache = plain_engine.grammars
+    shared = plain_engine.grammars  # a cache of its own: the engine's may be in use by another test's request
+    cache = type(shared)(shared.tokenizer, shared.vocab_size, shared.stop_ids, shared.tool_tags)
     schemas = [Constraint("json_schema", json.dumps({"type": "object", "properties": {f"p{i}": {"type": "integer"}}}))
                for i in range(3)]  # fmt: skip
     first = cache.compiled(schemas[0])
