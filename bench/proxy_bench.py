@@ -51,6 +51,8 @@ UPSTREAM_MODEL = "gpt-4o-mini"
 UPSTREAM_KEY = "sk-bench-upstream"  # the fake upstream's key; not a secret
 TARGETS = ("direct", "modelgate")
 FLOOR_TARGETS = ("direct", "floor", "modelgate")  # --floor: also a bare uvicorn + aiohttp forwarder
+GATEWAY_ON = "modelgate+gateway"  # --compare-ai-gateway: a second modelgate whose endpoint has the AI Gateway on
+TARGET_GATEWAY_LOSS = 0.15  # issue 6: at most 15% less throughput with the AI Gateway features on
 TARGET_ADDED_P50_MS = 1.0  # at concurrency 1
 TARGET_RATIO = 0.5  # at concurrency 64
 
@@ -220,7 +222,12 @@ def chat_body(model: str) -> dict[str, Any]:
 
 
 def make_targets(
-    work: Path, upstream_base: str, gateway: str, admin_token: str, floor: str | None = None
+    work: Path,
+    upstream_base: str,
+    gateway: str,
+    admin_token: str,
+    floor: str | None = None,
+    gateway_on: str | None = None,
 ) -> dict[str, Target]:
     targets = {}
     wanted = [
@@ -229,6 +236,9 @@ def make_targets(
     ]
     if floor is not None:
         wanted.append(("floor", floor + "/chat/completions", "", UPSTREAM_MODEL))
+    if gateway_on is not None:
+        url = gateway_on + "/serving-endpoints/chat/completions"
+        wanted.append((GATEWAY_ON, url, f"Bearer {admin_token}", ENDPOINT))
     for name, url, auth, model in wanted:
         body_file = work / f"body-{name}.json"
         body_file.write_text(json.dumps(chat_body(model)))
@@ -268,6 +278,7 @@ class Options:
     client_cpus: str | None
     use_wrk: bool
     targets: tuple[str, ...] = TARGETS
+    compare_ai_gateway: dict[str, Any] | None = None  # the config of the GATEWAY_ON target
 
 
 def measure(target: Target, concurrency: int, duration_s: int, opts: Options) -> LoadResult:
@@ -464,6 +475,17 @@ def render(runs: Runs, opts: Options, header: dict[str, str]) -> str:
             if f.gateway_cpu_ms and m.gateway_cpu_ms:
                 own = m.gateway_cpu_ms - f.gateway_cpu_ms
                 lines.append(f"| modelgate CPU above the floor | {c} | {own:+.3f} ms |  |  |")
+        if (GATEWAY_ON, c) in summary:
+            g = summary[(GATEWAY_ON, c)]
+            loss = 1 - g.rps / m.rps if m.rps else 0.0
+            verdict = _verdict(loss <= TARGET_GATEWAY_LOSS) if c == 64 else ""
+            lines.append(
+                f"| throughput lost with the AI Gateway on | {c} | {loss:.1%} | {'≤ 15%' if c == 64 else ''} "
+                f"| {verdict} |"
+            )
+            if g.gateway_cpu_ms and m.gateway_cpu_ms:
+                extra = g.gateway_cpu_ms - m.gateway_cpu_ms
+                lines.append(f"| CPU the AI Gateway adds per request | {c} | {extra:+.3f} ms |  |  |")
     if 1 not in opts.concurrency or 64 not in opts.concurrency:
         lines.append("\nThe targets are defined at concurrency 1 and 64; a level missing from this run has no verdict.")
     lines += ["", "## Every round", ""]
@@ -535,6 +557,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument(
         "--floor", action="store_true", help="also measure bench/floor_proxy.py: uvicorn + aiohttp and nothing else"
     )
+    ap.add_argument(
+        "--compare-ai-gateway",
+        type=Path,
+        default=None,
+        help="also measure a second modelgate whose endpoint has this AI Gateway config (issue 6's 15%% target)",
+    )
     ap.add_argument("--out-dir", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
     if args.quick:
@@ -573,9 +601,14 @@ def run_bench(opts: Options, ai_gateway: dict[str, Any] | None) -> Runs:
         if "floor" in opts.targets:
             floor = start_floor(procs, opts.gateway_cpus, upstream)
             gateways["floor"] = procs.procs[-1].pid
+        gateway_on = None
+        if GATEWAY_ON in opts.targets:
+            gateway_on = start_modelgate(procs, opts.gateway_cpus, work / "data-gateway-on", admin_token)
+            gateways[GATEWAY_ON] = procs.procs[-1].pid
+            configure_endpoint(gateway_on, admin_token, upstream, opts.compare_ai_gateway)
         pids = Pids(gateways=gateways, upstream=upstream_pid)
         configure_endpoint(gateway, admin_token, upstream, ai_gateway)
-        targets = make_targets(work, upstream, gateway, admin_token, floor)
+        targets = make_targets(work, upstream, gateway, admin_token, floor, gateway_on)
         for target in targets.values():
             check_target(target)
         runs = run_rounds(targets, opts, pids)
@@ -597,9 +630,12 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
     ai_gateway = json.loads(args.ai_gateway.read_text()) if args.ai_gateway else None
+    targets = FLOOR_TARGETS if args.floor else TARGETS
+    if args.compare_ai_gateway:
+        targets = (*targets, GATEWAY_ON)
     opts = Options(
         args.concurrency, args.duration, args.warmup, args.rounds, args.threads, args.gateway_cpus, args.client_cpus,
-        use_wrk, FLOOR_TARGETS if args.floor else TARGETS,
+        use_wrk, targets, json.loads(args.compare_ai_gateway.read_text()) if args.compare_ai_gateway else None,
     )  # fmt: skip
     header = {"label": args.label or "", **machine_facts()}
     header["load generator"] = (
@@ -614,6 +650,8 @@ def main(argv: list[str] | None = None) -> int:
         else "none (taskset not found)"
     )
     header["ai_gateway"] = str(args.ai_gateway) if args.ai_gateway else "none"
+    if args.compare_ai_gateway:
+        header[GATEWAY_ON] = f"a second modelgate, same settings, endpoint with {args.compare_ai_gateway}"
     header["load average before"] = load_average()
     with terminate_as_interrupt():
         runs = run_bench(opts, ai_gateway)
