@@ -16,8 +16,7 @@ import orjson
 from aiohttp import web
 
 from tests.fakes.openai_payloads import word_pieces
-from tests.fakes.openai_upstream import RecordedRequest
-from tests.fakes.threaded import ThreadedFake, start_app
+from tests.fakes.threaded import AppFake, ThreadedFake, retry_headers
 
 JSON = dict[str, Any]
 DOCUMENTED = {
@@ -43,38 +42,25 @@ def _text(content: Any) -> str:
     return "".join(p.get("text", "") for p in content or [] if isinstance(p, dict))
 
 
-class FakeAI21Upstream:
+class FakeAI21Upstream(AppFake):
+    path_prefix = "/studio/v1"
+
     def __init__(self, api_key: str) -> None:
+        super().__init__()
         self.api_key = api_key
-        self.requests: list[RecordedRequest] = []
-        self.failures: list[list[int | None]] = []
-        self._runner: web.AppRunner | None = None
-        self.url = ""
 
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/studio/v1/chat/completions", self._chat)
-        self._runner, base = await start_app(app)
-        self.url = base + "/studio/v1"
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+    def routes(self, router: web.UrlDispatcher) -> None:
+        router.add_post("/studio/v1/chat/completions", self._chat)
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
-        headers = {k.lower(): v for k, v in request.headers.items()}
-        self.requests.append(RecordedRequest(request.method, request.path, headers, body))
+        headers = self.record(request, body)
         if headers.get("authorization") != f"Bearer {self.api_key}":
             return web.json_response({"detail": "Forbidden: Bad or missing API token."}, status=401)
-        if self.failures:
-            status, count, retry_after = self.failures[0]
-            assert status is not None and count is not None
-            self.failures[0][1] = count - 1
-            if count - 1 <= 0:
-                self.failures.pop(0)
-            extra = {"Retry-After": str(retry_after)} if retry_after is not None else None
-            return web.json_response({"detail": f"Injected {status} error"}, status=status, headers=extra)
+        failure = self.take_failure()
+        if failure is not None:
+            body = {"detail": f"Injected {failure.status} error"}
+            return web.json_response(body, status=failure.status, headers=retry_headers(failure.retry_after))
         unknown = sorted(set(body) - DOCUMENTED)
         if unknown:
             detail = [{"loc": ["body", k], "msg": "extra fields not permitted"} for k in unknown]
@@ -107,6 +93,3 @@ class FakeAI21Thread(ThreadedFake):
     def __init__(self, api_key: str) -> None:
         super().__init__(FakeAI21Upstream(api_key), "fake-ai21")
         self.server: FakeAI21Upstream
-
-    def fail_next(self, status: int, count: int = 1, retry_after: int | None = None) -> None:
-        self.on_loop(self.server.failures.append, [status, count, retry_after])

@@ -35,15 +35,13 @@ import binascii
 import hashlib
 import io
 import itertools
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from aiohttp import web
 
 from tests.fakes.openai_payloads import sample_instance, word_pieces
-from tests.fakes.openai_upstream import RecordedRequest
-from tests.fakes.threaded import ThreadedFake
+from tests.fakes.threaded import AppFake, ThreadedFake, retry_headers
 
 JSON = dict[str, Any]
 VERSION = "2023-06-01"
@@ -75,7 +73,7 @@ def signature_for(thinking: str) -> str:
 def error_response(status: int, message: str, retry_after: int | None = None) -> web.Response:
     """Anthropic's error shape (docs.anthropic.com/en/api/errors)."""
     body = {"type": "error", "error": {"type": ERROR_TYPES.get(status, "api_error"), "message": message}}
-    headers = {"retry-after": str(retry_after)} if retry_after is not None else None
+    headers = retry_headers(retry_after)
     return web.Response(status=status, body=orjson.dumps(body), content_type="application/json", headers=headers)
 
 
@@ -85,46 +83,20 @@ def block_text(content: Any) -> str:
     return " ".join(b.get("text", "") for b in content or [] if isinstance(b, dict) and b.get("type") == "text")
 
 
-@dataclass
-class _Failure:
-    status: int
-    count: int
-    retry_after: int | None
+class FakeAnthropicUpstream(AppFake):
+    client_max_size = 64 * 1024 * 1024  # vision tests send large images
 
-
-class FakeAnthropicUpstream:
     def __init__(self, api_key: str) -> None:
+        super().__init__()
         self.api_key = api_key
-        self.requests: list[RecordedRequest] = []
-        self._failures: list[_Failure] = []
         self._ids = itertools.count(1)
-        self._runner: web.AppRunner | None = None
-        self.port = 0
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def start(self) -> None:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
-        app.router.add_post("/v1/messages", self._messages)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        self._runner = runner
-        self.port = int(runner.addresses[0][1])
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    def fail_next(self, status: int, count: int = 1, retry_after: int | None = None) -> None:
-        self._failures.append(_Failure(status, count, retry_after))
+    def routes(self, router: web.UrlDispatcher) -> None:
+        router.add_post("/v1/messages", self._messages)
 
     def reset(self) -> None:
         self.requests.clear()
-        self._failures.clear()
+        self.failures.clear()
 
     # ------------------------------------------------------------------------------------ handler
     async def _messages(self, request: web.Request) -> web.StreamResponse:
@@ -133,18 +105,13 @@ class FakeAnthropicUpstream:
             body: Any = orjson.loads(raw)
         except orjson.JSONDecodeError:
             body = raw.decode("utf-8", "replace")
-        headers = {k.lower(): v for k, v in request.headers.items()}
-        rec = RecordedRequest(request.method, request.path, headers, body)
-        self.requests.append(rec)
+        headers = self.record(request, body)
         if headers.get("x-api-key") != self.api_key:
             return error_response(401, "invalid x-api-key")
         if headers.get("anthropic-version") != VERSION:
             return error_response(400, "anthropic-version: header is required and must be a supported version")
-        if self._failures:
-            failure = self._failures[0]
-            failure.count -= 1
-            if failure.count <= 0:
-                self._failures.pop(0)
+        failure = self.take_failure()
+        if failure is not None:
             return error_response(failure.status, f"Injected {failure.status} error", failure.retry_after)
         if not isinstance(body, dict):
             return error_response(400, "There was an issue with the format of your request: invalid JSON")
@@ -381,9 +348,6 @@ class FakeAnthropicThread(ThreadedFake):
     def __init__(self, api_key: str) -> None:
         super().__init__(FakeAnthropicUpstream(api_key), "fake-anthropic")
         self.server: FakeAnthropicUpstream
-
-    def fail_next(self, status: int, count: int = 1, retry_after: int | None = None) -> None:
-        self.on_loop(self.server.fail_next, status, count, retry_after)
 
     def reset(self) -> None:
         self.on_loop(self.server.reset)

@@ -46,8 +46,7 @@ from botocore.credentials import Credentials
 from botocore.eventstream import crc32
 
 from tests.fakes.openai_payloads import sample_instance, word_pieces
-from tests.fakes.openai_upstream import RecordedRequest
-from tests.fakes.threaded import ThreadedFake, start_app
+from tests.fakes.threaded import AppFake, ThreadedFake
 
 JSON = dict[str, Any]
 OPENAI_ONLY = {"model", "max_tokens", "temperature", "top_p", "stop", "tools", "tool_choice", "stream"}
@@ -91,29 +90,19 @@ def _text_of(blocks: list[JSON]) -> str:
     return "".join(b.get("text", "") for b in blocks if isinstance(b, dict))
 
 
-class FakeBedrockUpstream:
+class FakeBedrockUpstream(AppFake):
     def __init__(self, access_key: str, secret_key: str, region: str) -> None:
+        super().__init__()
         self.access_key = access_key
         self.secret_key = secret_key
         # key id → (secret key, session token or None); temporary credentials carry a token.
         self.credentials: dict[str, tuple[str, str | None]] = {access_key: (secret_key, None)}
         self.region = region
-        self.requests: list[RecordedRequest] = []
-        self.failures: list[list[int | None]] = []  # [status, count, retry_after]
-        self._runner: web.AppRunner | None = None
-        self.url = ""
 
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/model/{model}/converse", self._converse)
-        app.router.add_post("/model/{model}/converse-stream", self._converse)
-        app.router.add_post("/model/{model}/invoke", self._invoke)
-        self._runner, base = await start_app(app)
-        self.url = base
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+    def routes(self, router: web.UrlDispatcher) -> None:
+        router.add_post("/model/{model}/converse", self._converse)
+        router.add_post("/model/{model}/converse-stream", self._converse)
+        router.add_post("/model/{model}/invoke", self._invoke)
 
     def signature_problem(self, method: str, raw_path: str, headers: dict[str, str], body: bytes) -> str | None:
         """Why the SigV4 signature is wrong, or None: recomputed with botocore from the request as received."""
@@ -149,22 +138,17 @@ class FakeBedrockUpstream:
 
     async def _admit(self, request: web.Request) -> JSON | web.Response:
         raw = await request.read()
-        headers = {k.lower(): v for k, v in request.headers.items()}
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError:
             body = None
-        self.requests.append(RecordedRequest(request.method, request.raw_path, headers, body))
+        headers = self.record(request, body, request.raw_path)
         problem = self.signature_problem(request.method, request.raw_path, headers, raw)
         if problem:
             return _error(403, problem)
-        if self.failures:
-            status, count, retry_after = self.failures[0]
-            assert status is not None and count is not None
-            self.failures[0][1] = count - 1
-            if count - 1 <= 0:
-                self.failures.pop(0)
-            return _error(status, "Too many requests, please wait before trying again.", retry_after)
+        failure = self.take_failure()
+        if failure is not None:
+            return _error(failure.status, "Too many requests, please wait before trying again.", failure.retry_after)
         model = request.match_info["model"]
         if model.startswith("fail-"):
             status = int(model[5:])
@@ -335,9 +319,6 @@ class FakeBedrockThread(ThreadedFake):
     def __init__(self, access_key: str, secret_key: str, region: str) -> None:
         super().__init__(FakeBedrockUpstream(access_key, secret_key, region), "fake-bedrock")
         self.server: FakeBedrockUpstream
-
-    def fail_next(self, status: int, count: int = 1, retry_after: int | None = None) -> None:
-        self.on_loop(self.server.failures.append, [status, count, retry_after])
 
     def add_credentials(self, access_key: str, secret_key: str, session_token: str | None = None) -> None:
         """Also accept these credentials (temporary ones when a session token is given)."""

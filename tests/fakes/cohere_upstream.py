@@ -35,8 +35,7 @@ import orjson
 from aiohttp import web
 
 from tests.fakes.openai_payloads import sample_instance, word_pieces
-from tests.fakes.openai_upstream import RecordedRequest
-from tests.fakes.threaded import ThreadedFake, start_app
+from tests.fakes.threaded import AppFake, ThreadedFake, retry_headers
 
 JSON = dict[str, Any]
 ROLES = {"system", "user", "assistant", "tool"}
@@ -45,8 +44,7 @@ OPENAI_ONLY = {"top_p", "top_k", "stop", "n", "max_completion_tokens", "stream_o
 
 
 def _error(status: int, message: str, retry_after: int | None = None) -> web.Response:
-    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
-    return web.json_response({"message": message}, status=status, headers=headers)
+    return web.json_response({"message": message}, status=status, headers=retry_headers(retry_after))
 
 
 def _text_of(content: Any) -> str:
@@ -55,38 +53,23 @@ def _text_of(content: Any) -> str:
     return "".join(p.get("text", "") for p in content or [] if isinstance(p, dict))
 
 
-class FakeCohereUpstream:
+class FakeCohereUpstream(AppFake):
     def __init__(self, api_key: str) -> None:
+        super().__init__()
         self.api_key = api_key
-        self.requests: list[RecordedRequest] = []
-        self.failures: list[list[int | None]] = []  # [status, count, retry_after]
-        self._runner: web.AppRunner | None = None
-        self.url = ""
 
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/v2/chat", self._chat)
-        app.router.add_post("/v2/embed", self._embed)
-        self._runner, base = await start_app(app)
-        self.url = base
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+    def routes(self, router: web.UrlDispatcher) -> None:
+        router.add_post("/v2/chat", self._chat)
+        router.add_post("/v2/embed", self._embed)
 
     async def _admit(self, request: web.Request) -> JSON | web.Response:
         body = await request.json()
-        headers = {k.lower(): v for k, v in request.headers.items()}
-        self.requests.append(RecordedRequest(request.method, request.path, headers, body))
+        headers = self.record(request, body)
         if headers.get("authorization") != f"Bearer {self.api_key}":
             return _error(401, "invalid api token")
-        if self.failures:
-            status, count, retry_after = self.failures[0]
-            assert status is not None and count is not None
-            self.failures[0][1] = count - 1
-            if count - 1 <= 0:
-                self.failures.pop(0)
-            return _error(status, f"Injected {status} error", retry_after)
+        failure = self.take_failure()
+        if failure is not None:
+            return _error(failure.status, f"Injected {failure.status} error", failure.retry_after)
         if not isinstance(body, dict) or not body.get("model"):
             return _error(400, "invalid request: model must be provided")
         if str(body["model"]).startswith("fail-"):
@@ -289,6 +272,3 @@ class FakeCohereThread(ThreadedFake):
     def __init__(self, api_key: str) -> None:
         super().__init__(FakeCohereUpstream(api_key), "fake-cohere")
         self.server: FakeCohereUpstream
-
-    def fail_next(self, status: int, count: int = 1, retry_after: int | None = None) -> None:
-        self.on_loop(self.server.failures.append, [status, count, retry_after])

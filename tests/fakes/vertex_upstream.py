@@ -40,8 +40,7 @@ import orjson
 from aiohttp import web
 
 from tests.fakes.openai_payloads import sample_instance, word_pieces
-from tests.fakes.openai_upstream import RecordedRequest
-from tests.fakes.threaded import ThreadedFake, start_app
+from tests.fakes.threaded import AppFake, ThreadedFake, retry_headers
 
 JSON = dict[str, Any]
 TOP_LEVEL = {"contents", "systemInstruction", "generationConfig", "tools", "toolConfig", "safetySettings"}
@@ -63,42 +62,30 @@ SAFETY_RATINGS = [
 
 
 def _error(status: int, message: str, retry_after: int | None = None) -> web.Response:
-    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
     body = {"error": {"code": status, "message": message, "status": _STATUS_NAMES.get(status, "UNKNOWN")}}
-    return web.json_response(body, status=status, headers=headers)
+    return web.json_response(body, status=status, headers=retry_headers(retry_after))
 
 
-class FakeVertexUpstream:
+class FakeVertexUpstream(AppFake):
     def __init__(self, client_email: str, public_key_pem: bytes) -> None:
+        super().__init__()
         self.client_email = client_email
         self.public_key_pem = public_key_pem
-        self.requests: list[RecordedRequest] = []
-        self.failures: list[list[int | None]] = []  # [status, count, retry_after]
         self.tokens: set[str] = set()
         self._counter = itertools.count(1)
-        self._runner: web.AppRunner | None = None
-        self.url = ""
 
     @property
     def token_uri(self) -> str:
         return f"{self.url}/token"
 
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/token", self._token)
-        app.router.add_post("/v1/projects/{project}/locations/{region}/publishers/google/models/{call}", self._model)
-        self._runner, base = await start_app(app)
-        self.url = base
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+    def routes(self, router: web.UrlDispatcher) -> None:
+        router.add_post("/token", self._token)
+        router.add_post("/v1/projects/{project}/locations/{region}/publishers/google/models/{call}", self._model)
 
     # -- OAuth ------------------------------------------------------------------------------------
     async def _token(self, request: web.Request) -> web.Response:
         form = dict(await request.post())
-        headers = {k.lower(): v for k, v in request.headers.items()}
-        self.requests.append(RecordedRequest(request.method, request.path, headers, form))
+        self.record(request, form)
         if form.get("grant_type") != "urn:ietf:params:oauth:grant-type:jwt-bearer":
             return web.json_response({"error": "unsupported_grant_type"}, status=400)
         try:
@@ -121,18 +108,13 @@ class FakeVertexUpstream:
     # -- Gemini and predict -----------------------------------------------------------------------
     async def _model(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
-        headers = {k.lower(): v for k, v in request.headers.items()}
-        self.requests.append(RecordedRequest(request.method, request.path, headers, body, query=dict(request.query)))
+        headers = self.record(request, body, query=dict(request.query))
         auth = headers.get("authorization", "")
         if not auth.startswith("Bearer ") or auth[7:] not in self.tokens:
             return _error(401, "Request had invalid authentication credentials.")
-        if self.failures:
-            status, count, retry_after = self.failures[0]
-            assert status is not None and count is not None
-            self.failures[0][1] = count - 1
-            if count - 1 <= 0:
-                self.failures.pop(0)
-            return _error(status, f"Injected {status} error", retry_after)
+        failure = self.take_failure()
+        if failure is not None:
+            return _error(failure.status, f"Injected {failure.status} error", failure.retry_after)
         model, _, method = request.match_info["call"].partition(":")
         if method == "predict":
             return self._predict(body)
@@ -290,6 +272,3 @@ class FakeVertexThread(ThreadedFake):
     @property
     def token_uri(self) -> str:
         return self.server.token_uri
-
-    def fail_next(self, status: int, count: int = 1, retry_after: int | None = None) -> None:
-        self.on_loop(self.server.failures.append, [status, count, retry_after])

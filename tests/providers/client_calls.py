@@ -1,6 +1,6 @@
 """What the provider tests send through modelgate and read back: a chat turn through the openai client
-(streaming or not), a raw invocation, and what a stream carried: text per choice, text up to an error event,
-reasoning then text."""
+(streaming or not), a streamed turn with usage, a raw invocation, and what a stream carried: text per choice,
+text up to an error event, reasoning then text."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from typing import Any
 
 import httpx
 import openai
+from openai.types import CompletionUsage
+from openai.types.chat import ChatCompletionChunk
 
 from tests.serving.support import sse_events
 from tests.support.live import LiveServer
@@ -22,6 +24,39 @@ def chat_text(oai: openai.OpenAI, endpoint: str, messages: Any, *, stream: bool)
         chunks = list(oai.chat.completions.create(model=endpoint, messages=messages, stream=True))
         return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     return oai.chat.completions.create(model=endpoint, messages=messages).choices[0].message.content or ""
+
+
+def multi_turn(marker: str) -> list[Any]:
+    """A system prompt, one earlier exchange and `marker` as the last user turn."""
+    return [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "first"},
+        {"role": "assistant", "content": "echo: first"},
+        {"role": "user", "content": marker},
+    ]
+
+
+@dataclass
+class Streamed:
+    chunks: list[ChatCompletionChunk]
+    text: str  # the first choice's content, joined
+    finish_reasons: list[str]  # every finish_reason the first choice got, in order
+    usage: CompletionUsage | None  # the last chunk's
+
+
+def stream_chat(oai: openai.OpenAI, endpoint: str, content: str) -> Streamed:
+    """Stream one user turn with `include_usage` and gather what came back."""
+    chunks = list(
+        oai.chat.completions.create(
+            model=endpoint,
+            messages=[{"role": "user", "content": content}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    finishes: list[str] = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    return Streamed(chunks, text, finishes, chunks[-1].usage)
 
 
 def invoke(server: LiveServer, endpoint: str, body: Json) -> httpx.Response:

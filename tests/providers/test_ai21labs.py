@@ -2,49 +2,17 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import openai
 import pytest
 
 from tests.fakes.ai21_upstream import FakeAI21Thread
-from tests.fakes.openai_upstream import RecordedRequest
-from tests.providers.client_calls import invoke
-from tests.support.live import LiveServer, create_endpoint
-
-AI21_KEY = "ai21-test-key-0123456789"
-
-
-@pytest.fixture(scope="module")
-def ai21_fake() -> Iterator[FakeAI21Thread]:
-    with FakeAI21Thread(AI21_KEY) as fake:
-        yield fake
-
-
-@pytest.fixture
-def ai21_endpoint(server: LiveServer, ai21_fake: FakeAI21Thread, ep_name: Callable[..., str]) -> Callable[..., str]:
-    def make(key: str = AI21_KEY, task: str = "llm/v1/chat", **config: Any) -> str:
-        name = ep_name(task.rsplit("/", 1)[1])
-        cfg = {"ai21labs_api_base": ai21_fake.url, "ai21labs_api_key_plaintext": key, **config}
-        entity = {
-            "external_model": {
-                "name": "jamba-large",
-                "provider": "ai21labs",
-                "task": task,
-                "ai21labs_config": cfg,
-            }
-        }
-        with server.client() as c:
-            create_endpoint(c, name, entity)
-        return name
-
-    return make
-
-
-def sent_with(fake: FakeAI21Thread, marker: str) -> list[RecordedRequest]:
-    return [r for r in fake.requests if marker in json.dumps(r.json)]
+from tests.providers.client_calls import invoke, stream_chat
+from tests.providers.conftest import AI21_KEY
+from tests.providers.sent import sent_with
+from tests.support.live import LiveServer
 
 
 def test_chat_drops_undocumented_fields(
@@ -81,16 +49,9 @@ def test_chat_drops_undocumented_fields(
 def test_chat_stream(oai: openai.OpenAI, ai21_fake: FakeAI21Thread, ai21_endpoint: Callable[..., str]) -> None:
     name = ai21_endpoint()
     marker = f"stream jamba {name}"
-    chunks = list(
-        oai.chat.completions.create(
-            model=name,
-            messages=[{"role": "user", "content": marker}],
-            stream=True,
-            stream_options={"include_usage": True},
-        )
-    )
-    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == f"echo: {marker}"
-    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 1 + len(marker.split())
+    got = stream_chat(oai, name, marker)
+    assert got.text == f"echo: {marker}"
+    assert got.usage is not None and got.usage.completion_tokens == 1 + len(marker.split())
     [sent] = sent_with(ai21_fake, marker)
     assert sent.json["stream"] is True
 

@@ -11,13 +11,12 @@ from typing import Any
 
 import httpx
 import openai
-import orjson
 import pytest
 
 from tests.fakes.anthropic_upstream import REDACTED_DATA, FakeAnthropicThread, signature_for
-from tests.fakes.openai_upstream import RecordedRequest
 from tests.providers.client_calls import invoke, stream_thinking, text_before_error
 from tests.providers.conftest import ANTHROPIC_KEY
+from tests.providers.sent import only_sent, sent_with
 from tests.serving.support import sse_events
 from tests.support.live import LiveServer, create_endpoint
 
@@ -30,17 +29,6 @@ WEATHER_TOOL = {
         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
     },
 }
-
-
-def sent(fake: FakeAnthropicThread, marker: str) -> list[RecordedRequest]:
-    return [r for r in list(fake.requests) if marker in orjson.dumps(r.json).decode()]
-
-
-def only_sent(fake: FakeAnthropicThread, marker: str) -> Json:
-    found = sent(fake, marker)
-    assert len(found) == 1, found
-    body: Json = found[0].json
-    return body
 
 
 def test_plain_chat_translates_every_field(
@@ -62,7 +50,7 @@ def test_plain_chat_translates_every_field(
         user="alice",
         extra_body={"top_k": 7},
     )
-    found = sent(anthropic_fake, name)
+    found = sent_with(anthropic_fake, name)
     assert len(found) == 1
     rec = found[0]
     assert rec.path == "/v1/messages"
@@ -342,7 +330,7 @@ def test_reasoning_blocks_and_round_trip(
             },
         )
         assert second.status_code == 200, second.text
-        history = sent(anthropic_fake, f"and again {name}")[0].json["messages"][1]
+        history = sent_with(anthropic_fake, f"and again {name}")[0].json["messages"][1]
         assert history["content"] == [
             {"type": "thinking", "thinking": thought, "signature": signature_for(thought)},
             {"type": "redacted_thinking", "data": REDACTED_DATA},
@@ -412,7 +400,7 @@ def test_n_fans_out(
             (1, f"echo: twice {name}"),
         ]
         usage = resp.usage
-    bodies = sent(anthropic_fake, name)
+    bodies = sent_with(anthropic_fake, name)
     assert len(bodies) == 2
     assert all("n" not in r.json for r in bodies)
     assert usage is not None
@@ -525,7 +513,7 @@ def test_api_key_from_secret_reference(
         assert ANTHROPIC_KEY not in got.text
     resp = oai.chat.completions.create(model=name, messages=[{"role": "user", "content": f"secret {name}"}])
     assert resp.choices[0].message.content == f"echo: secret {name}"
-    assert sent(anthropic_fake, name)[0].headers["x-api-key"] == ANTHROPIC_KEY
+    assert sent_with(anthropic_fake, name)[0].headers["x-api-key"] == ANTHROPIC_KEY
 
 
 def test_config_validation(server: LiveServer, ep_name: Callable[..., str]) -> None:

@@ -12,8 +12,8 @@ import openai
 import pytest
 
 from tests.fakes.azure_openai_upstream import API_VERSION, SCOPE, FakeAzureOpenAIThread
-from tests.fakes.openai_upstream import RecordedRequest
 from tests.providers.client_calls import invoke
+from tests.providers.sent import sent_with
 from tests.support.live import LiveServer, create_endpoint
 
 TENANT = "11111111-2222-3333-4444-555555555555"
@@ -57,10 +57,6 @@ def azure_endpoint(
         return name
 
     return make
-
-
-def sent_with(fake: FakeAzureOpenAIThread, marker: str) -> list[RecordedRequest]:
-    return [r for r in fake.requests if marker in str(r.json)]
 
 
 @pytest.mark.parametrize("stream", [False, True])

@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import openai
@@ -15,24 +15,13 @@ from botocore.eventstream import EventStreamBuffer
 from PIL import Image
 
 from tests.fakes.bedrock_upstream import FakeBedrockThread, encode_event, event_frame, signature
-from tests.fakes.openai_upstream import RecordedRequest
-from tests.providers.client_calls import invoke, stream_thinking, text_before_error
-from tests.providers.tool_round_trip import ask_for_one_tool_call, with_tool_result
+from tests.providers.client_calls import invoke, multi_turn, stream_chat, stream_thinking, text_before_error
+from tests.providers.conftest import BEDROCK_ACCESS_KEY, BEDROCK_CLAUDE, BEDROCK_REGION, bedrock_entity
+from tests.providers.sent import sent_with
+from tests.providers.tool_round_trip import WEATHER_TOOL, ask_for_one_tool_call, with_tool_result
 from tests.serving.support import sse_events
-from tests.support.live import LiveServer, create_endpoint
+from tests.support.live import LiveServer
 
-ACCESS_KEY = "AKIAFAKEBEDROCK00001"
-SECRET_KEY = "fake/bedrock/secret+key0123456789abcdef"
-REGION = "us-west-2"
-CLAUDE = "anthropic.claude-3-5-haiku-20241022-v1:0"
-WEATHER_TOOL: Any = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Weather for a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-    },
-}
 WEATHER_SPEC = {
     "toolSpec": {
         "name": "get_weather",
@@ -40,41 +29,6 @@ WEATHER_SPEC = {
         "description": "Weather for a city",
     }
 }
-
-
-@pytest.fixture(scope="module")
-def bedrock_fake() -> Iterator[FakeBedrockThread]:
-    with FakeBedrockThread(ACCESS_KEY, SECRET_KEY, REGION) as fake:
-        yield fake
-
-
-def bedrock_entity(base: str, model: str, task: str, **config: Any) -> dict[str, Any]:
-    cfg = {
-        "aws_region": REGION,
-        "bedrock_provider": "Anthropic",
-        "aws_access_key_id_plaintext": ACCESS_KEY,
-        "aws_secret_access_key_plaintext": SECRET_KEY,
-        "bedrock_endpoint_url": base,
-        **config,
-    }
-    return {"external_model": {"name": model, "provider": "amazon-bedrock", "task": task, "amazon_bedrock_config": cfg}}
-
-
-@pytest.fixture
-def bedrock_endpoint(
-    server: LiveServer, bedrock_fake: FakeBedrockThread, ep_name: Callable[..., str]
-) -> Callable[..., str]:
-    def make(model: str = CLAUDE, task: str = "llm/v1/chat", suffix: str = "", **config: Any) -> str:
-        name = ep_name(suffix)
-        with server.client() as c:
-            create_endpoint(c, name, bedrock_entity(bedrock_fake.url, model, task, **config))
-        return name
-
-    return make
-
-
-def sent_with(fake: FakeBedrockThread, marker: str) -> list[RecordedRequest]:
-    return [r for r in fake.requests if marker in json.dumps(r.json)]
 
 
 def test_fake_frames_decode_with_botocore() -> None:
@@ -100,12 +54,7 @@ def test_chat_multi_turn_translates_both_ways(
     marker = f"hello bedrock {name}"
     answer = oai.chat.completions.create(
         model=name,
-        messages=[
-            {"role": "system", "content": "be brief"},
-            {"role": "user", "content": "first"},
-            {"role": "assistant", "content": "echo: first"},
-            {"role": "user", "content": marker},
-        ],
+        messages=multi_turn(marker),
         max_tokens=50,
         temperature=0.3,
         top_p=0.9,
@@ -118,9 +67,9 @@ def test_chat_multi_turn_translates_both_ways(
     assert answer.usage is not None
     assert (answer.usage.prompt_tokens, answer.usage.completion_tokens) == (words_in, 1 + len(marker.split()))
     [sent] = sent_with(bedrock_fake, marker)
-    assert sent.path == f"/model/{CLAUDE}/converse"
-    assert sent.headers["authorization"].startswith(f"AWS4-HMAC-SHA256 Credential={ACCESS_KEY}/")
-    assert f"/{REGION}/bedrock/aws4_request" in sent.headers["authorization"]
+    assert sent.path == f"/model/{BEDROCK_CLAUDE}/converse"
+    assert sent.headers["authorization"].startswith(f"AWS4-HMAC-SHA256 Credential={BEDROCK_ACCESS_KEY}/")
+    assert f"/{BEDROCK_REGION}/bedrock/aws4_request" in sent.headers["authorization"]
     assert sent.json == {
         "messages": [
             {"role": "user", "content": [{"text": "first"}]},
@@ -138,21 +87,14 @@ def test_chat_stream_with_usage(
 ) -> None:
     name = bedrock_endpoint()
     marker = f"stream bedrock {name}"
-    chunks = list(
-        oai.chat.completions.create(
-            model=name,
-            messages=[{"role": "user", "content": marker}],
-            stream=True,
-            stream_options={"include_usage": True},
-        )
-    )
-    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == f"echo: {marker}"
-    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["stop"]
-    assert chunks[-1].usage is not None
+    got = stream_chat(oai, name, marker)
+    assert got.text == f"echo: {marker}"
+    assert got.finish_reasons == ["stop"]
+    assert got.usage is not None
     words = len(marker.split())
-    assert (chunks[-1].usage.prompt_tokens, chunks[-1].usage.completion_tokens) == (words, 1 + words)
+    assert (got.usage.prompt_tokens, got.usage.completion_tokens) == (words, 1 + words)
     [sent] = sent_with(bedrock_fake, marker)
-    assert sent.path == f"/model/{CLAUDE}/converse-stream"
+    assert sent.path == f"/model/{BEDROCK_CLAUDE}/converse-stream"
     assert sent.headers["accept"] == "application/vnd.amazon.eventstream"
     assert sent.json == {"messages": [{"role": "user", "content": [{"text": marker}]}]}
 
@@ -300,7 +242,7 @@ def test_wrong_secret_fails_the_signature_check_without_leaking_it(
 def test_bad_config_is_refused(
     server: LiveServer, bedrock_fake: FakeBedrockThread, ep_name: Callable[..., str], config: Any, problem: str
 ) -> None:
-    entity = bedrock_entity(bedrock_fake.url, CLAUDE, "llm/v1/chat", **config)
+    entity = bedrock_entity(bedrock_fake.url, BEDROCK_CLAUDE, "llm/v1/chat", **config)
     cfg = entity["external_model"]["amazon_bedrock_config"]
     entity["external_model"]["amazon_bedrock_config"] = {k: v for k, v in cfg.items() if v is not None}
     with server.client() as c:
@@ -544,7 +486,7 @@ def test_streamed_reasoning_deltas(
     ]
     assert streamed.text == f"echo: {question}"
     [sent] = sent_with(bedrock_fake, question)
-    assert sent.path == f"/model/{CLAUDE}/converse-stream"
+    assert sent.path == f"/model/{BEDROCK_CLAUDE}/converse-stream"
     assert sent.json["additionalModelRequestFields"] == {"reasoning_config": {"type": "enabled", "budget_tokens": 1024}}
 
 

@@ -4,7 +4,6 @@ runtime, which verifies every SigV4 signature with botocore."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,7 +22,8 @@ from modelgate.providers.bedrock_auth import BedrockCredentials
 from modelgate.secrets import SecretCipher, SecretResolver
 from tests.fakes.bedrock_upstream import FakeBedrockThread
 from tests.providers.client_calls import chat_text, invoke, stream_fanned_out
-from tests.providers.test_bedrock import REGION, bedrock_endpoint, bedrock_fake, sent_with  # noqa: F401
+from tests.providers.conftest import BEDROCK_REGION
+from tests.providers.sent import sent_with
 from tests.support.live import LiveServer
 
 TEMP_KEY = "ASIAFAKETEMPORARY001"
@@ -34,8 +34,8 @@ PROFILE_ARN = "arn:aws:iam::123456789012:instance-profile/modelgate"
 
 def test_n_fans_out_into_concurrent_converse_calls(
     oai: openai.OpenAI,
-    bedrock_fake: FakeBedrockThread,  # noqa: F811
-    bedrock_endpoint: Callable[..., str],  # noqa: F811
+    bedrock_fake: FakeBedrockThread,
+    bedrock_endpoint: Callable[..., str],
 ) -> None:
     name = bedrock_endpoint()
     marker = f"three answers {name}"
@@ -54,8 +54,8 @@ def test_n_fans_out_into_concurrent_converse_calls(
 
 def test_n_fans_out_when_streaming(
     server: LiveServer,
-    bedrock_fake: FakeBedrockThread,  # noqa: F811
-    bedrock_endpoint: Callable[..., str],  # noqa: F811
+    bedrock_fake: FakeBedrockThread,
+    bedrock_endpoint: Callable[..., str],
 ) -> None:
     name = bedrock_endpoint()
     marker = f"two streams {name}"
@@ -70,8 +70,8 @@ def test_n_fans_out_when_streaming(
 @pytest.mark.parametrize("stream", [False, True])
 def test_temporary_credentials_sign_the_session_token(
     oai: openai.OpenAI,
-    bedrock_fake: FakeBedrockThread,  # noqa: F811
-    bedrock_endpoint: Callable[..., str],  # noqa: F811
+    bedrock_fake: FakeBedrockThread,
+    bedrock_endpoint: Callable[..., str],
     stream: bool,
 ) -> None:
     bedrock_fake.add_credentials(TEMP_KEY, TEMP_SECRET, TEMP_TOKEN)
@@ -92,8 +92,8 @@ def test_temporary_credentials_sign_the_session_token(
 
 def test_wrong_session_token_is_refused_without_leaking_it(
     server: LiveServer,
-    bedrock_fake: FakeBedrockThread,  # noqa: F811
-    bedrock_endpoint: Callable[..., str],  # noqa: F811
+    bedrock_fake: FakeBedrockThread,
+    bedrock_endpoint: Callable[..., str],
 ) -> None:
     bedrock_fake.add_credentials(TEMP_KEY, TEMP_SECRET, TEMP_TOKEN)
     wrong = "IQoJb3JpZ2luX2VjEXPIRED//old+token=="
@@ -123,7 +123,7 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 def chain_provider(http: aiohttp.ClientSession, base: str) -> BedrockProvider:
     """The provider built in-process, so the test controls the environment its credential chain reads."""
     raw = {
-        "aws_region": REGION,
+        "aws_region": BEDROCK_REGION,
         "bedrock_provider": "anthropic",
         "instance_profile_arn": PROFILE_ARN,
         "bedrock_endpoint_url": base,
@@ -148,7 +148,7 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> pytest.MonkeyPatc
 
 
 async def test_default_chain_credentials_with_session_token(
-    bedrock_fake: FakeBedrockThread,  # noqa: F811
+    bedrock_fake: FakeBedrockThread,
     http: aiohttp.ClientSession,
     aws_env: pytest.MonkeyPatch,
 ) -> None:
@@ -160,7 +160,7 @@ async def test_default_chain_credentials_with_session_token(
     marker = "from the chain"
     answer = await provider.chat(ChatRequest.model_validate({"messages": [{"role": "user", "content": marker}]}))
     assert answer["choices"][0]["message"]["content"] == f"echo: {marker}"
-    [sent] = [r for r in bedrock_fake.requests if marker in json.dumps(r.json)]
+    [sent] = sent_with(bedrock_fake, marker)
     assert sent.headers["x-amz-security-token"] == TEMP_TOKEN
     assert f"Credential={TEMP_KEY}/" in sent.headers["authorization"]
 

@@ -4,55 +4,18 @@ what the fake received (exact bodies and auth) and what the client got back."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import openai
 import pytest
 
 from tests.fakes.cohere_upstream import FakeCohereThread
-from tests.fakes.openai_upstream import RecordedRequest
-from tests.providers.client_calls import invoke, stream_fanned_out
-from tests.providers.tool_round_trip import ask_for_one_tool_call, with_tool_result
-from tests.support.live import LiveServer, create_endpoint
-
-COHERE_KEY = "co-test-key-0123456789"
-WEATHER_TOOL: Any = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Weather for a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-    },
-}
-
-
-@pytest.fixture(scope="module")
-def cohere_fake() -> Iterator[FakeCohereThread]:
-    with FakeCohereThread(COHERE_KEY) as fake:
-        yield fake
-
-
-def cohere_entity(base: str, model: str, task: str = "llm/v1/chat", **config: Any) -> dict[str, Any]:
-    cfg = {"cohere_api_base": base, "cohere_api_key_plaintext": COHERE_KEY, **config}
-    return {"external_model": {"name": model, "provider": "cohere", "task": task, "cohere_config": cfg}}
-
-
-@pytest.fixture
-def cohere_endpoint(
-    server: LiveServer, cohere_fake: FakeCohereThread, ep_name: Callable[..., str]
-) -> Callable[..., str]:
-    def make(model: str = "command-a-03-2025", task: str = "llm/v1/chat", **config: Any) -> str:
-        name = ep_name(model.replace(".", "-"))
-        with server.client() as c:
-            create_endpoint(c, name, cohere_entity(cohere_fake.url, model, task, **config))
-        return name
-
-    return make
-
-
-def sent_with(fake: FakeCohereThread, marker: str) -> list[RecordedRequest]:
-    return [r for r in fake.requests if marker in json.dumps(r.json)]
+from tests.providers.client_calls import invoke, multi_turn, stream_chat, stream_fanned_out
+from tests.providers.conftest import COHERE_KEY
+from tests.providers.sent import sent_with
+from tests.providers.tool_round_trip import WEATHER_TOOL, ask_for_one_tool_call, with_tool_result
+from tests.support.live import LiveServer
 
 
 def test_chat_translates_both_ways(
@@ -62,12 +25,7 @@ def test_chat_translates_both_ways(
     marker = f"hello cohere {name}"
     answer = oai.chat.completions.create(
         model=name,
-        messages=[
-            {"role": "system", "content": "be brief"},
-            {"role": "user", "content": "first"},
-            {"role": "assistant", "content": "echo: first"},
-            {"role": "user", "content": marker},
-        ],
+        messages=multi_turn(marker),
         max_tokens=50,
         temperature=0.3,
         top_p=0.9,
@@ -103,18 +61,11 @@ def test_chat_translates_both_ways(
 def test_chat_stream(oai: openai.OpenAI, cohere_fake: FakeCohereThread, cohere_endpoint: Callable[..., str]) -> None:
     name = cohere_endpoint()
     marker = f"stream cohere {name}"
-    chunks = list(
-        oai.chat.completions.create(
-            model=name,
-            messages=[{"role": "user", "content": marker}],
-            stream=True,
-            stream_options={"include_usage": True},
-        )
-    )
-    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == f"echo: {marker}"
-    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["stop"]
-    assert chunks[-1].usage is not None
-    assert chunks[-1].usage.completion_tokens == 1 + len(marker.split())
+    got = stream_chat(oai, name, marker)
+    assert got.text == f"echo: {marker}"
+    assert got.finish_reasons == ["stop"]
+    assert got.usage is not None
+    assert got.usage.completion_tokens == 1 + len(marker.split())
     [sent] = sent_with(cohere_fake, marker)
     assert sent.json == {
         "model": "command-a-03-2025",

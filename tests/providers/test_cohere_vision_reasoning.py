@@ -15,7 +15,7 @@ from PIL import Image
 
 from tests.fakes.cohere_upstream import FakeCohereThread
 from tests.providers.client_calls import chat_text, invoke, stream_thinking
-from tests.providers.test_cohere import cohere_endpoint, cohere_fake, sent_with  # noqa: F401
+from tests.providers.sent import sent_with
 from tests.support.live import LiveServer
 
 MODEL = "command-a-reasoning"
@@ -34,8 +34,8 @@ def reasoning(text: str) -> dict[str, Any]:
 @pytest.mark.parametrize("stream", [False, True])
 def test_images_as_image_url_parts(
     oai: openai.OpenAI,
-    cohere_fake: FakeCohereThread,  # noqa: F811
-    cohere_endpoint: Callable[..., str],  # noqa: F811
+    cohere_fake: FakeCohereThread,
+    cohere_endpoint: Callable[..., str],
     stream: bool,
 ) -> None:
     name = cohere_endpoint("command-a-vision")
@@ -64,8 +64,8 @@ def test_images_as_image_url_parts(
 
 def test_reasoning_blocks_round_trip(
     oai: openai.OpenAI,
-    cohere_fake: FakeCohereThread,  # noqa: F811
-    cohere_endpoint: Callable[..., str],  # noqa: F811
+    cohere_fake: FakeCohereThread,
+    cohere_endpoint: Callable[..., str],
 ) -> None:
     name = cohere_endpoint(MODEL)
     question = f"how many sisters {name}"
@@ -102,8 +102,8 @@ def test_reasoning_blocks_round_trip(
 
 def test_streamed_thinking_deltas(
     server: LiveServer,
-    cohere_fake: FakeCohereThread,  # noqa: F811
-    cohere_endpoint: Callable[..., str],  # noqa: F811
+    cohere_fake: FakeCohereThread,
+    cohere_endpoint: Callable[..., str],
 ) -> None:
     name = cohere_endpoint(MODEL)
     question = f"think out loud {name}"
@@ -121,8 +121,8 @@ def test_streamed_thinking_deltas(
 )
 def test_reasoning_off(
     server: LiveServer,
-    cohere_fake: FakeCohereThread,  # noqa: F811
-    cohere_endpoint: Callable[..., str],  # noqa: F811
+    cohere_fake: FakeCohereThread,
+    cohere_endpoint: Callable[..., str],
     extra: Any,
     sent_thinking: Any,
 ) -> None:
@@ -137,7 +137,7 @@ def test_reasoning_off(
 
 def test_reasoning_in_user_turn_is_400(
     server: LiveServer,
-    cohere_endpoint: Callable[..., str],  # noqa: F811
+    cohere_endpoint: Callable[..., str],
 ) -> None:
     name = cohere_endpoint(MODEL)
     resp = invoke(server, name, {"messages": [{"role": "user", "content": [reasoning("x")]}]})

@@ -11,7 +11,7 @@ import openai
 import pytest
 
 from tests.fakes.openai_upstream import FakeUpstreamThread
-from tests.providers.client_calls import invoke
+from tests.providers.client_calls import invoke, stream_chat
 from tests.serving.support import external_entity, requests_with
 from tests.support.live import LiveServer, create_endpoint
 
@@ -85,16 +85,9 @@ def test_chat(oai: openai.OpenAI, upstream: FakeUpstreamThread, forward: Callabl
 def test_chat_stream(oai: openai.OpenAI, upstream: FakeUpstreamThread, forward: Callable[..., str]) -> None:
     name = forward()
     marker = f"stream remote {name}"
-    chunks = list(
-        oai.chat.completions.create(
-            model=name,
-            messages=[{"role": "user", "content": marker}],
-            stream=True,
-            stream_options={"include_usage": True},
-        )
-    )
-    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == f"echo: {marker}"
-    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+    got = stream_chat(oai, name, marker)
+    assert got.text == f"echo: {marker}"
+    assert got.usage is not None and got.usage.completion_tokens > 0
     [sent] = requests_with(upstream, marker)
     assert sent.json["stream"] is True
 

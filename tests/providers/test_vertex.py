@@ -4,7 +4,7 @@ server: the service-account assertion the fake verified, the exact Gemini bodies
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import openai
@@ -16,22 +16,13 @@ from modelgate.errors import BadRequest
 from modelgate.protocol.chat import ChatRequest
 from modelgate.protocol.common import validate_request
 from modelgate.providers import vertex_translate as vt
-from tests.fakes.openai_upstream import RecordedRequest
 from tests.fakes.vertex_upstream import FakeVertexThread
-from tests.providers.client_calls import invoke
-from tests.providers.tool_round_trip import ask_for_one_tool_call, with_tool_result
-from tests.support.live import LiveServer, create_endpoint
+from tests.providers.client_calls import invoke, multi_turn, stream_chat
+from tests.providers.conftest import VERTEX_MODELS, service_account_key
+from tests.providers.sent import sent_with
+from tests.providers.tool_round_trip import WEATHER_TOOL, ask_for_one_tool_call, with_tool_result
+from tests.support.live import LiveServer
 
-CLIENT_EMAIL = "modelgate-test@proj-1.iam.gserviceaccount.com"
-MODELS = "/v1/projects/proj-1/locations/us-central1/publishers/google/models"
-WEATHER_TOOL: Any = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Weather for a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-    },
-}
 GEMINI_WEATHER = {
     "functionDeclarations": [
         {
@@ -43,70 +34,6 @@ GEMINI_WEATHER = {
 }
 
 
-@pytest.fixture(scope="module")
-def key_pair() -> tuple[str, bytes]:
-    """A fresh service-account key: (its private PEM, its public PEM)."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return private, public
-
-
-@pytest.fixture(scope="module")
-def vertex_fake(key_pair: tuple[str, bytes]) -> Iterator[FakeVertexThread]:
-    with FakeVertexThread(CLIENT_EMAIL, key_pair[1]) as fake:
-        yield fake
-
-
-def service_account_key(private_pem: str) -> str:
-    return json.dumps(
-        {
-            "type": "service_account",
-            "project_id": "proj-1",
-            "private_key_id": "k1",
-            "private_key": private_pem,
-            "client_email": CLIENT_EMAIL,
-            "client_id": "1",
-            "token_uri": "https://oauth2.googleapis.com/token",
-        }
-    )
-
-
-@pytest.fixture
-def vertex_endpoint(
-    server: LiveServer, vertex_fake: FakeVertexThread, key_pair: tuple[str, bytes], ep_name: Callable[..., str]
-) -> Callable[..., str]:
-    def make(model: str = "gemini-2.5-flash", task: str = "llm/v1/chat", **config: Any) -> str:
-        name = ep_name("vx")
-        cfg = {
-            "project_id": "proj-1",
-            "region": "us-central1",
-            "private_key_plaintext": service_account_key(key_pair[0]),
-            "vertex_api_base": vertex_fake.url,
-            "vertex_token_uri": vertex_fake.token_uri,
-            **config,
-        }
-        entity = {
-            "external_model": {
-                "name": model,
-                "provider": "google-cloud-vertex-ai",
-                "task": task,
-                "google_cloud_vertex_ai_config": cfg,
-            }
-        }
-        with server.client() as c:
-            create_endpoint(c, name, entity)
-        return name
-
-    return make
-
-
-def sent_with(fake: FakeVertexThread, marker: str) -> list[RecordedRequest]:
-    return [r for r in fake.requests if r.path.startswith(MODELS) and marker in json.dumps(r.json)]
-
-
 def test_chat_multi_turn_with_service_account_token(
     oai: openai.OpenAI, vertex_fake: FakeVertexThread, vertex_endpoint: Callable[..., str]
 ) -> None:
@@ -114,12 +41,7 @@ def test_chat_multi_turn_with_service_account_token(
     marker = f"hello gemini {name}"
     answer = oai.chat.completions.create(
         model=name,
-        messages=[
-            {"role": "system", "content": "be brief"},
-            {"role": "user", "content": "first"},
-            {"role": "assistant", "content": "echo: first"},
-            {"role": "user", "content": marker},
-        ],
+        messages=multi_turn(marker),
         max_tokens=50,
         temperature=0.3,
         top_p=0.9,
@@ -133,8 +55,8 @@ def test_chat_multi_turn_with_service_account_token(
     assert answer.usage is not None
     out = 2 * (1 + len(marker.split()))
     assert (answer.usage.prompt_tokens, answer.usage.completion_tokens) == (words_in + 3, out)
-    [sent] = sent_with(vertex_fake, marker)
-    assert sent.path == f"{MODELS}/gemini-2.5-flash:generateContent"
+    [sent] = sent_with(vertex_fake, marker, VERTEX_MODELS)
+    assert sent.path == f"{VERTEX_MODELS}/gemini-2.5-flash:generateContent"
     assert sent.headers["authorization"] in {f"Bearer {t}" for t in vertex_fake.server.tokens}
     assert sent.json == {
         "systemInstruction": {"parts": [{"text": "be brief"}]},
@@ -162,7 +84,7 @@ def test_token_is_cached_between_calls(
     name = vertex_endpoint()
     for i in range(3):
         oai.chat.completions.create(model=name, messages=[{"role": "user", "content": f"cache {i} {name}"}])
-    sent = [sent_with(vertex_fake, f"cache {i} {name}")[0] for i in range(3)]
+    sent = [sent_with(vertex_fake, f"cache {i} {name}", VERTEX_MODELS)[0] for i in range(3)]
     assert len({r.headers["authorization"] for r in sent}) == 1
 
 
@@ -171,23 +93,16 @@ def test_chat_stream_with_usage(
 ) -> None:
     name = vertex_endpoint()
     marker = f"stream gemini {name}"
-    chunks = list(
-        oai.chat.completions.create(
-            model=name,
-            messages=[{"role": "user", "content": marker}],
-            stream=True,
-            stream_options={"include_usage": True},
-        )
-    )
-    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == f"echo: {marker}"
-    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["stop"]
-    assert chunks[-1].usage is not None
-    assert (chunks[-1].usage.prompt_tokens, chunks[-1].usage.completion_tokens) == (
+    got = stream_chat(oai, name, marker)
+    assert got.text == f"echo: {marker}"
+    assert got.finish_reasons == ["stop"]
+    assert got.usage is not None
+    assert (got.usage.prompt_tokens, got.usage.completion_tokens) == (
         len(marker.split()) + 3,
         1 + len(marker.split()),
     )
-    [sent] = sent_with(vertex_fake, marker)
-    assert sent.path == f"{MODELS}/gemini-2.5-flash:streamGenerateContent"
+    [sent] = sent_with(vertex_fake, marker, VERTEX_MODELS)
+    assert sent.path == f"{VERTEX_MODELS}/gemini-2.5-flash:streamGenerateContent"
     assert sent.query == {"alt": "sse"}
     assert sent.json == {"contents": [{"role": "user", "parts": [{"text": marker}]}]}
 
@@ -207,7 +122,7 @@ def test_tool_call_and_result_round_trip(
     final = oai.chat.completions.create(model=name, messages=history, tools=[WEATHER_TOOL], tool_choice="required")
     assert final.choices[0].message.content == "tool said: sunny, 21C"
     assert final.choices[0].finish_reason == "stop"
-    first, second = sent_with(vertex_fake, marker)
+    first, second = sent_with(vertex_fake, marker, VERTEX_MODELS)
     assert first.json["tools"] == [GEMINI_WEATHER]
     assert "toolConfig" not in first.json
     assert second.json == {
@@ -241,7 +156,7 @@ def test_json_schema_is_native_structured_output(
         response_format={"type": "json_schema", "json_schema": {"name": "s", "schema": schema, "strict": True}},
     )
     assert json.loads(answer.choices[0].message.content or "") == {"a": 1}
-    [sent] = sent_with(vertex_fake, marker)
+    [sent] = sent_with(vertex_fake, marker, VERTEX_MODELS)
     assert sent.json["generationConfig"] == {
         "responseMimeType": "application/json",
         "responseSchema": {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]},
@@ -280,7 +195,7 @@ def test_thinking_comes_back_as_reasoning_and_round_trips(
             },
         )
         assert again.status_code == 200, again.text
-    first_sent, second_sent = sent_with(vertex_fake, marker)
+    first_sent, second_sent = sent_with(vertex_fake, marker, VERTEX_MODELS)
     assert first_sent.json["generationConfig"] == {"thinkingConfig": {"thinkingBudget": 2048, "includeThoughts": True}}
     assert second_sent.json["contents"][1] == {
         "role": "model",
@@ -298,8 +213,8 @@ def test_embeddings(oai: openai.OpenAI, vertex_fake: FakeVertexThread, vertex_en
     result = oai.embeddings.create(model=name, input=[marker, "two words"], dimensions=3, encoding_format="float")
     assert [d.embedding for d in result.data] == [[round(len(marker) / 100, 4), 0.5, -0.25], [0.09, 0.5, -0.25]]
     assert result.usage.prompt_tokens == len(marker.split()) + 2
-    [sent] = sent_with(vertex_fake, marker)
-    assert sent.path == f"{MODELS}/text-embedding-005:predict"
+    [sent] = sent_with(vertex_fake, marker, VERTEX_MODELS)
+    assert sent.path == f"{VERTEX_MODELS}/text-embedding-005:predict"
     assert sent.json == {
         "instances": [{"content": marker}, {"content": "two words"}],
         "parameters": {"outputDimensionality": 3},
@@ -330,7 +245,7 @@ def test_429_is_retried_after_retry_after(
     marker = f"retried {name}"
     answer = oai.chat.completions.create(model=name, messages=[{"role": "user", "content": marker}])
     assert answer.choices[0].message.content == f"echo: {marker}"
-    assert len(sent_with(vertex_fake, marker)) == 2
+    assert len(sent_with(vertex_fake, marker, VERTEX_MODELS)) == 2
 
 
 def test_key_of_another_account_is_refused_without_leaking_it(
@@ -475,7 +390,7 @@ def test_streamed_reasoning_and_candidates(
     assert finishes == [(0, "stop"), (1, "stop")]
     assert chunks[-1].usage is not None
     assert chunks[-1].usage.completion_tokens == 2 * (1 + len(marker.split())) + 4
-    [sent] = sent_with(vertex_fake, marker)
+    [sent] = sent_with(vertex_fake, marker, VERTEX_MODELS)
     assert sent.json["generationConfig"] == {
         "candidateCount": 2,
         "thinkingConfig": {"thinkingBudget": 24576, "includeThoughts": True},

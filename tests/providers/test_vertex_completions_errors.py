@@ -11,7 +11,8 @@ import pytest
 
 from tests.fakes.vertex_upstream import SAFETY_RATINGS, FakeVertexThread
 from tests.providers.client_calls import invoke, text_before_error, texts_by_choice
-from tests.providers.test_vertex import MODELS, key_pair, sent_with, vertex_endpoint, vertex_fake  # noqa: F401
+from tests.providers.conftest import VERTEX_MODELS
+from tests.providers.sent import sent_with
 from tests.serving.support import sse_events
 from tests.support.live import LiveServer
 
@@ -21,8 +22,8 @@ PROVIDER_MESSAGE = "Received error from google-cloud-vertex-ai"
 
 def test_completion_is_a_single_turn_generate_content(
     oai: openai.OpenAI,
-    vertex_fake: FakeVertexThread,  # noqa: F811
-    vertex_endpoint: Callable[..., str],  # noqa: F811
+    vertex_fake: FakeVertexThread,
+    vertex_endpoint: Callable[..., str],
 ) -> None:
     name = vertex_endpoint(task=COMPLETIONS)
     prompt = f"Once upon a time {name}"
@@ -37,8 +38,8 @@ def test_completion_is_a_single_turn_generate_content(
     words = len(prompt.split())
     assert answer.usage is not None
     assert (answer.usage.prompt_tokens, answer.usage.completion_tokens) == (words + 3, 2 * (words + 1))
-    [sent] = sent_with(vertex_fake, prompt)
-    assert sent.path == f"{MODELS}/gemini-2.5-flash:generateContent"
+    [sent] = sent_with(vertex_fake, prompt, VERTEX_MODELS)
+    assert sent.path == f"{VERTEX_MODELS}/gemini-2.5-flash:generateContent"
     assert sent.json == {
         "contents": [{"role": "user", "parts": [{"text": prompt}]}],
         "generationConfig": {
@@ -53,8 +54,8 @@ def test_completion_is_a_single_turn_generate_content(
 
 def test_completion_of_several_prompts_numbers_choices_per_prompt(
     oai: openai.OpenAI,
-    vertex_fake: FakeVertexThread,  # noqa: F811
-    vertex_endpoint: Callable[..., str],  # noqa: F811
+    vertex_fake: FakeVertexThread,
+    vertex_endpoint: Callable[..., str],
 ) -> None:
     name = vertex_endpoint(task=COMPLETIONS)
     prompts = [f"first {name}", f"second prompt {name}"]
@@ -65,7 +66,7 @@ def test_completion_of_several_prompts_numbers_choices_per_prompt(
         (2, f"echo: {prompts[1]}"),
         (3, f"echo: {prompts[1]}"),
     ]
-    assert len(sent_with(vertex_fake, name)) == 2
+    assert len(sent_with(vertex_fake, name, VERTEX_MODELS)) == 2
     assert answer.usage is not None
     assert answer.usage.prompt_tokens == sum(len(p.split()) + 3 for p in prompts)
 
@@ -73,8 +74,8 @@ def test_completion_of_several_prompts_numbers_choices_per_prompt(
 @pytest.mark.parametrize("several", [False, True])
 def test_completion_stream(
     server: LiveServer,
-    vertex_fake: FakeVertexThread,  # noqa: F811
-    vertex_endpoint: Callable[..., str],  # noqa: F811
+    vertex_fake: FakeVertexThread,
+    vertex_endpoint: Callable[..., str],
     several: bool,
 ) -> None:
     name = vertex_endpoint(task=COMPLETIONS)
@@ -91,12 +92,12 @@ def test_completion_stream(
     usage = events[-1]["usage"]
     assert events[-1]["choices"] == []
     assert usage["prompt_tokens"] == sum(len(p.split()) + 3 for p in expected)
-    assert all(r.query == {"alt": "sse"} for r in sent_with(vertex_fake, name))
+    assert all(r.query == {"alt": "sse"} for r in sent_with(vertex_fake, name, VERTEX_MODELS))
 
 
 def test_completion_fields_gemini_lacks_are_a_clear_400(
     server: LiveServer,
-    vertex_endpoint: Callable[..., str],  # noqa: F811
+    vertex_endpoint: Callable[..., str],
 ) -> None:
     name = vertex_endpoint(task=COMPLETIONS)
     resp = invoke(server, name, {"prompt": "x", "echo": True, "suffix": "y"})
@@ -119,8 +120,8 @@ def test_completion_fields_gemini_lacks_are_a_clear_400(
 )
 def test_gemini_errors_map_by_status_name(
     server: LiveServer,
-    vertex_fake: FakeVertexThread,  # noqa: F811
-    vertex_endpoint: Callable[..., str],  # noqa: F811
+    vertex_fake: FakeVertexThread,
+    vertex_endpoint: Callable[..., str],
     status: int,
     code: int,
     hint: str | None,
@@ -146,7 +147,7 @@ def test_gemini_errors_map_by_status_name(
 @pytest.mark.parametrize("task", ["llm/v1/chat", COMPLETIONS])
 def test_context_overflow_is_a_400_saying_what_to_do(
     server: LiveServer,
-    vertex_endpoint: Callable[..., str],  # noqa: F811
+    vertex_endpoint: Callable[..., str],
     task: str,
 ) -> None:
     name = vertex_endpoint(model="long-context", task=task)
@@ -168,7 +169,7 @@ def test_context_overflow_is_a_400_saying_what_to_do(
 @pytest.mark.parametrize(("task", "stream"), [("llm/v1/chat", False), ("llm/v1/chat", True), (COMPLETIONS, True)])
 def test_blocked_prompt_is_a_content_filter_400(
     server: LiveServer,
-    vertex_endpoint: Callable[..., str],  # noqa: F811
+    vertex_endpoint: Callable[..., str],
     task: str,
     stream: bool,
 ) -> None:
@@ -189,7 +190,7 @@ def test_blocked_prompt_is_a_content_filter_400(
 
 def test_safety_finish_is_content_filter(
     oai: openai.OpenAI,
-    vertex_endpoint: Callable[..., str],  # noqa: F811
+    vertex_endpoint: Callable[..., str],
 ) -> None:
     name = vertex_endpoint(model="unsafe-answer")
     answer = oai.chat.completions.create(model=name, messages=[{"role": "user", "content": "tell me how"}])
@@ -206,7 +207,7 @@ def test_safety_finish_is_content_filter(
 
 def test_mid_stream_resource_exhausted_is_a_rate_limit_error_event(
     server: LiveServer,
-    vertex_endpoint: Callable[..., str],  # noqa: F811
+    vertex_endpoint: Callable[..., str],
 ) -> None:
     name = vertex_endpoint(model="stream-exhausted")
     resp = invoke(server, name, {"messages": [{"role": "user", "content": "a long answer"}], "stream": True})

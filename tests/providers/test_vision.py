@@ -16,7 +16,7 @@ from modelgate.errors import BadRequest
 from modelgate.protocol.chat import ChatRequest
 from modelgate.vision import image_tokens, normalise_data_url, prepare_images
 from tests.fakes.anthropic_upstream import FakeAnthropicThread
-from tests.providers.test_anthropic import only_sent
+from tests.providers.sent import only_sent
 from tests.support.live import LiveServer
 
 

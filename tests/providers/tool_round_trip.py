@@ -6,6 +6,15 @@ from typing import Any
 
 import openai
 
+WEATHER_TOOL: Any = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Weather for a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+
 
 def ask_for_one_tool_call(
     oai: openai.OpenAI, endpoint: str, messages: Any, tools: list[Any], *, stream: bool
