@@ -74,6 +74,8 @@ class ModelEntry(BaseModel):
     # transformers only: the model's reasoning block as [open tag, close tag], "none" for a model that does not
     # reason, or "auto": <think> / </think> when the chat template opens a <think> block.
     reasoning: Literal["auto", "none"] | tuple[str, str] = "auto"
+    # transformers only: torch's intra-op threads (None: all cores but one on a CPU, or OMP_NUM_THREADS).
+    threads: int | None = Field(default=None, ge=1, le=1024)
     # openai_server only: the command line (with {port}, {model_path}, {served_name}) or a preset for it.
     command: list[str] | None = Field(default=None, min_length=1)
     preset: Literal["vllm", "llama-server"] | None = None
@@ -102,6 +104,8 @@ class ModelEntry(BaseModel):
                 raise _invalid(f"engine '{self.engine}' needs exactly one of 'command' and 'preset'")
         elif self.command is not None or self.preset is not None:
             raise _invalid(f"'command' and 'preset' are options of engine 'openai_server', not '{self.engine}'")
+        if self.threads is not None and self.engine != "transformers":
+            raise _invalid(f"'threads' is an option of engine 'transformers', not '{self.engine}'")
         return self
 
     def public(self, *, with_command: bool) -> dict[str, Any]:
@@ -124,7 +128,7 @@ def _transformers(entry: ModelEntry, location: str) -> Engine:
     from modelgate.engines.transformers_chat import TransformersEngine
 
     delimiters = None if entry.reasoning == "none" else entry.reasoning
-    return TransformersEngine(location, dtype=entry.dtype, reasoning_delimiters=delimiters)
+    return TransformersEngine(location, dtype=entry.dtype, reasoning_delimiters=delimiters, threads=entry.threads)
 
 
 def _openai_server(entry: ModelEntry, location: str) -> Engine:

@@ -3,9 +3,10 @@
 The model's single worker thread runs one padded `generate()` at a time over the rows (prompts x n) of
 every queued request that shares the first one's sampling settings (a micro-batch, up to `max_batch_rows`),
 so the event loop never blocks and concurrent requests share the work. A per-request streamer turns its
-rows' new tokens into text deltas in that thread (stop strings and incomplete UTF-8 held back), stops its
-rows at its own max_tokens, and hands the deltas to the loop. Grammars (structured output, forced tool
-calls) and reasoning budgets are per row (row_control.py), so requests with different grammars share a batch.
+rows' new tokens into text deltas in that thread (stop strings and incomplete UTF-8 held back) and stops its
+rows at its own max_tokens; the step's deltas of all requests go to the event loop in one call. Grammars
+(structured output, forced tool calls) and reasoning budgets are per row (row_control.py), so requests with
+different grammars share a batch.
 A request that arrives while a batch runs and could share it makes the batch pause at the next token; the
 batch then runs again with the newcomer, each row from its prompt plus what it generated so far. Without that,
 of a burst of requests the first ran alone and the rest waited for it (bench/local_tokens_bench.py). Batches
@@ -15,6 +16,8 @@ with a grammar, a reasoning budget or a seed run to the end (their state lives i
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -23,10 +26,12 @@ from typing import Any, Literal
 from modelgate.engines import local_tools
 from modelgate.engines.device import pick_device_dtype
 from modelgate.engines.engine import Constraint, Delta, Engine, GenerationParams, GenerationUsage
-from modelgate.engines.row_streamer import BatchStreamer, RowStreamer
+from modelgate.engines.row_streamer import BatchStreamer, Channel, RowStreamer, post_step
 from modelgate.engines.structured import GrammarCache
 from modelgate.engines.thinking import detect_delimiters, shape_prompt
 from modelgate.errors import BadRequest
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MAX_TOKENS = 512
 _END = object()
@@ -42,10 +47,12 @@ class TransformersEngine(Engine):
         dtype: str = "auto",
         max_batch_rows: int = 8,
         reasoning_delimiters: tuple[str, str] | Literal["auto"] | None = "auto",
+        threads: int | None = None,
     ) -> None:
         """`dtype`: auto, float32 or bfloat16 (auto: see device.py). `reasoning_delimiters`: the model's
         reasoning block, None for a model that does not reason, "auto" for `<think>` / `</think>` when the chat
-        template opens a `<think>` block (thinking.detect_delimiters)."""
+        template opens a `<think>` block (thinking.detect_delimiters). `threads`: torch's intra-op threads
+        (None: see torch_threads)."""
         # Loading is serialized: transformers' lazy imports and its meta-device model init are not thread-safe
         # (two models loading at once failed with "cannot import name" or "Cannot copy out of meta tensor").
         with _LOAD_LOCK:
@@ -74,7 +81,17 @@ class TransformersEngine(Engine):
         self.grammars = GrammarCache(self.tokenizer, self.vocab_size, self.eos_ids, self.tool_call_tags)
         self._renders_tools: bool | None = None
         self.generate_calls = 0  # tests read it to see micro-batching
-        self._batcher = _MicroBatcher(self._run, max_rows=max_batch_rows)
+        self.threads = torch_threads(threads, self.device, torch.get_num_threads())
+        self.worker_threads = 0  # what torch reports in the worker thread once it has set `threads`
+        self._batcher = _MicroBatcher(self._run, max_rows=max_batch_rows, start=self._start_worker)
+        log.info("%s: %s on %s, %d torch thread(s)", location, self.dtype, self.device, self.threads)
+
+    def _start_worker(self) -> None:
+        """Runs first in the worker thread: torch's thread setting (OpenMP keeps one per thread). torch is left
+        alone when it already has that setting (bench runs hinted that a needless call slows decoding)."""
+        if self.torch.get_num_threads() != self.threads:
+            self.torch.set_num_threads(self.threads)
+        self.worker_threads = self.torch.get_num_threads()
 
     # -- prompts -----------------------------------------------------------------------------------
     def encode_chat(
@@ -135,14 +152,11 @@ class TransformersEngine(Engine):
         rows = [p for p in prompts for _ in range(params.n)]
         if params.constraint is not None:
             self.grammars.compiled(params.constraint)  # a bad schema fails here, before anything streams
-        loop = asyncio.get_running_loop()
         events: asyncio.Queue[Any] = asyncio.Queue()
-
-        def post(item: Any) -> None:
-            loop.call_soon_threadsafe(events.put_nowait, item)
-
+        channel = Channel(asyncio.get_running_loop(), events)
         close = self.reasoning_delimiters[1] if params.thinking and self.reasoning_delimiters else None
-        streamer = RowStreamer(self.tokenizer, len(rows), set(self.eos_ids), params.stop, usage, post, max_new, close)
+        eos = set(self.eos_ids)
+        streamer = RowStreamer(self.tokenizer, len(rows), eos, params.stop, usage, channel, max_new, close)
         self._batcher.submit(_Job(rows, params, streamer))
         try:
             while (item := await events.get()) is not _END:
@@ -190,13 +204,17 @@ class TransformersEngine(Engine):
         paused = False  # set when generation stops early so waiting requests can join the batch
 
         class _RowsDone(StoppingCriteria):
+            last: tuple[list[bool], Any] = ([], None)  # the previous answer, reused while no row changed
+
             def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
                 nonlocal paused
                 done = [s.cancelled or d for s in streamers for d in s.done]
-                if can_pause and room > 0 and not all(done) and batcher.joinable(key, room):
+                if can_pause and room > 0 and not all(done) and batcher.pending and batcher.joinable(key, room):
                     paused = True
                     done = [True] * len(done)
-                return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+                if done != self.last[0]:
+                    self.last = (done, torch.tensor(done, dtype=torch.bool, device=input_ids.device))
+                return self.last[1]
 
         class _Streamer(BatchStreamer):
             def end(self) -> None:
@@ -243,9 +261,21 @@ class TransformersEngine(Engine):
                 s.post(exc)
         if paused:
             batcher.resume([job for job in jobs if not job.finished()])
-        for job in jobs:
-            if not paused or job.finished():
-                job.streamer.post(_END)
+        post_step([(job.streamer.channel, _END) for job in jobs if not paused or job.finished()])
+
+
+def torch_threads(setting: int | None, device: str, current: int, cores: int | None = None) -> int:
+    """torch's intra-op threads for a model: `setting` when given; else what OMP_NUM_THREADS asked for, or on
+    a CPU all cores but one (left to the event loop and HTTP), at least 1 and never more than torch's current
+    setting (one the user lowered stays); on a GPU torch's current setting."""
+    if setting is not None:
+        return setting
+    if os.environ.get("OMP_NUM_THREADS") or device != "cpu":
+        return current
+    if cores is None:
+        affinity = getattr(os, "sched_getaffinity", None)  # the CPUs this process may use (Linux)
+        cores = len(affinity(0)) if affinity is not None else os.cpu_count() or 1
+    return max(1, min(current, cores - 1))
 
 
 def _remaining(streamer: RowStreamer) -> int:
@@ -291,12 +321,15 @@ class _Job:
 class _MicroBatcher:
     """The model's one worker thread: takes the oldest job plus every queued job that can share its batch."""
 
-    def __init__(self, run: Callable[[list[_Job]], None], max_rows: int) -> None:
+    def __init__(self, run: Callable[[list[_Job]], None], max_rows: int, start: Callable[[], None]) -> None:
+        """`start` runs first in the worker thread; the constructor returns once it has."""
         self.run = run
         self.max_rows = max_rows
         self.pending: list[_Job] = []
         self.ready = threading.Condition()
-        threading.Thread(target=self._work, name="generate", daemon=True).start()
+        started = threading.Event()
+        threading.Thread(target=self._work, args=(start, started), name="generate", daemon=True).start()
+        started.wait()
 
     def submit(self, job: _Job) -> None:
         with self.ready:
@@ -313,7 +346,12 @@ class _MicroBatcher:
         with self.ready:
             self.pending[:0] = [job.resumed() for job in jobs]
 
-    def _work(self) -> None:
+    def _work(self, start: Callable[[], None], started: threading.Event) -> None:
+        try:
+            start()
+        except Exception:  # the model still serves, with torch's thread setting as it was
+            log.exception("could not set the model's torch threads")
+        started.set()
         while True:
             with self.ready:
                 while not self.pending:
