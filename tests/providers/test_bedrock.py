@@ -18,7 +18,7 @@ from tests.fakes.bedrock_upstream import FakeBedrockThread, encode_event, event_
 from tests.providers.client_calls import invoke, multi_turn, stream_chat, stream_thinking, text_before_error
 from tests.providers.conftest import BEDROCK_ACCESS_KEY, BEDROCK_CLAUDE, BEDROCK_REGION, bedrock_entity
 from tests.providers.sent import sent_with
-from tests.providers.tool_round_trip import WEATHER_TOOL, ask_for_one_tool_call, with_tool_result
+from tests.providers.tool_round_trip import WEATHER_TOOL, weather_round_trip
 from tests.serving.support import sse_events
 from tests.support.live import LiveServer
 
@@ -104,15 +104,7 @@ def test_tool_call_and_result_round_trip(
     oai: openai.OpenAI, bedrock_fake: FakeBedrockThread, bedrock_endpoint: Callable[..., str], stream: bool
 ) -> None:
     name = bedrock_endpoint()
-    marker = f"weather in Paris {name}"
-    messages: Any = [{"role": "user", "content": marker}]
-    call_id, call_name, call_args = ask_for_one_tool_call(oai, name, messages, [WEATHER_TOOL], stream=stream)
-    assert (call_id, call_name) == ("tooluse_get_weather", "get_weather")
-    assert json.loads(call_args) == {"city": "Paris"}
-
-    history = with_tool_result(messages, (call_id, call_name, call_args), "sunny, 21C")
-    final = oai.chat.completions.create(model=name, messages=history, tools=[WEATHER_TOOL], tool_choice="auto")
-    assert final.choices[0].message.content == "tool said: sunny, 21C"
+    marker, (call_id, _, _), _ = weather_round_trip(oai, name, stream=stream, call_id="tooluse_get_weather")
     first, second = sent_with(bedrock_fake, marker)
     assert first.json["toolConfig"] == {"tools": [WEATHER_SPEC]}
     assert second.json == {

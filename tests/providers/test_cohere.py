@@ -3,7 +3,6 @@ what the fake received (exact bodies and auth) and what the client got back."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -14,7 +13,7 @@ from tests.fakes.cohere_upstream import FakeCohereThread
 from tests.providers.client_calls import invoke, multi_turn, stream_chat, stream_fanned_out
 from tests.providers.conftest import COHERE_KEY
 from tests.providers.sent import sent_with
-from tests.providers.tool_round_trip import WEATHER_TOOL, ask_for_one_tool_call, with_tool_result
+from tests.providers.tool_round_trip import WEATHER_TOOL, weather_round_trip
 from tests.support.live import LiveServer
 
 
@@ -79,15 +78,7 @@ def test_tool_call_and_result_round_trip(
     oai: openai.OpenAI, cohere_fake: FakeCohereThread, cohere_endpoint: Callable[..., str], stream: bool
 ) -> None:
     name = cohere_endpoint()
-    marker = f"weather in Paris {name}"
-    messages: Any = [{"role": "user", "content": marker}]
-    call_id, call_name, call_args = ask_for_one_tool_call(oai, name, messages, [WEATHER_TOOL], stream=stream)
-    assert (call_id, call_name) == ("get_weather_1", "get_weather")
-    assert json.loads(call_args) == {"city": "Paris"}
-
-    history = with_tool_result(messages, (call_id, call_name, call_args), "sunny, 21C")
-    final = oai.chat.completions.create(model=name, messages=history, tools=[WEATHER_TOOL], tool_choice="auto")
-    assert final.choices[0].message.content == "tool said: sunny, 21C"
+    marker, (call_id, call_name, call_args), _ = weather_round_trip(oai, name, stream=stream, call_id="get_weather_1")
     first, second = sent_with(cohere_fake, marker)
     assert first.json["tools"] == [WEATHER_TOOL]
     assert second.json["messages"] == [

@@ -20,7 +20,7 @@ from tests.fakes.vertex_upstream import FakeVertexThread
 from tests.providers.client_calls import invoke, multi_turn, stream_chat
 from tests.providers.conftest import VERTEX_MODELS, service_account_key
 from tests.providers.sent import sent_with
-from tests.providers.tool_round_trip import WEATHER_TOOL, ask_for_one_tool_call, with_tool_result
+from tests.providers.tool_round_trip import WEATHER_TOOL, weather_round_trip
 from tests.support.live import LiveServer
 
 GEMINI_WEATHER = {
@@ -112,15 +112,9 @@ def test_tool_call_and_result_round_trip(
     oai: openai.OpenAI, vertex_fake: FakeVertexThread, vertex_endpoint: Callable[..., str], stream: bool
 ) -> None:
     name = vertex_endpoint()
-    marker = f"weather in Paris {name}"
-    messages: Any = [{"role": "user", "content": marker}]
-    call_id, call_name, call_args = ask_for_one_tool_call(oai, name, messages, [WEATHER_TOOL], stream=stream)
-    assert (call_id, call_name) == ("call_0_get_weather", "get_weather")
-    assert json.loads(call_args) == {"city": "Paris"}
-
-    history = with_tool_result(messages, (call_id, call_name, call_args), "sunny, 21C")
-    final = oai.chat.completions.create(model=name, messages=history, tools=[WEATHER_TOOL], tool_choice="required")
-    assert final.choices[0].message.content == "tool said: sunny, 21C"
+    marker, _, final = weather_round_trip(
+        oai, name, stream=stream, call_id="call_0_get_weather", tool_choice="required"
+    )
     assert final.choices[0].finish_reason == "stop"
     first, second = sent_with(vertex_fake, marker, VERTEX_MODELS)
     assert first.json["tools"] == [GEMINI_WEATHER]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import openai
@@ -54,3 +55,24 @@ def with_tool_result(messages: Any, call: tuple[str, str, str], result: str) -> 
         },
         {"role": "tool", "tool_call_id": call_id, "content": result},
     ]
+
+
+def weather_round_trip(
+    oai: openai.OpenAI, endpoint: str, *, stream: bool, call_id: str, tool_choice: str = "auto"
+) -> tuple[str, tuple[str, str, str], Any]:
+    """Ask for the weather, expect one get_weather(city=Paris) call with `call_id`, answer it, and check the
+    model's final text. Returns the question (to find what was sent upstream), the call and the final answer."""
+    marker = f"weather in Paris {endpoint}"
+    messages: Any = [{"role": "user", "content": marker}]
+    call = ask_for_one_tool_call(oai, endpoint, messages, [WEATHER_TOOL], stream=stream)
+    assert call[:2] == (call_id, "get_weather")
+    assert json.loads(call[2]) == {"city": "Paris"}
+    history = with_tool_result(messages, call, "sunny, 21C")
+    final = oai.chat.completions.create(
+        model=endpoint,
+        messages=history,
+        tools=[WEATHER_TOOL],
+        tool_choice=tool_choice,  # type: ignore[arg-type]
+    )
+    assert final.choices[0].message.content == "tool said: sunny, 21C"
+    return marker, call, final
