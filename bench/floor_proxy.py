@@ -1,7 +1,8 @@
-"""The floor for any Python gateway on this stack: uvicorn + aiohttp forwarding each request, and nothing else.
+"""The floor for any Python gateway on this stack: uvicorn + pyreqwest forwarding each request, and nothing else.
 
 No auth, no validation, no routing, no records: it reads the body, swaps in the upstream model name, posts it
-to the upstream's /chat/completions over a pooled keep-alive session and returns the answer as it came. What
+to the upstream's /chat/completions with modelgate's HTTP client (`modelgate.providers.http`: pyreqwest, pooled
+keep-alive) and returns the answer as it came. What
 modelgate costs above this is modelgate's own work; what this costs above `direct` is the price of the
 server and client libraries themselves. Used by proxy_bench.py --floor.
 
@@ -14,13 +15,14 @@ import argparse
 import socket
 from typing import Any
 
-import aiohttp
 import orjson
 import uvicorn
 
+from modelgate.providers.http import HttpClient, new_http_client, post
+
 
 def make_app(upstream: str, api_key: str, model: str) -> Any:
-    state: dict[str, aiohttp.ClientSession] = {}
+    state: dict[str, HttpClient] = {}
     headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
     url = upstream.rstrip("/") + "/chat/completions"
 
@@ -29,9 +31,7 @@ def make_app(upstream: str, api_key: str, model: str) -> Any:
             while True:
                 message = await receive()
                 if message["type"] == "lifespan.startup":
-                    state["http"] = aiohttp.ClientSession(
-                        connector=aiohttp.TCPConnector(limit=1000), cookie_jar=aiohttp.DummyCookieJar()
-                    )
+                    state["http"] = new_http_client(max_connections=1000, read_timeout_s=600)
                     await send({"type": "lifespan.startup.complete"})
                 else:
                     await state["http"].close()
@@ -45,8 +45,8 @@ def make_app(upstream: str, api_key: str, model: str) -> Any:
                 break
         request = orjson.loads(body)
         request["model"] = model
-        async with state["http"].post(url, data=orjson.dumps(request), headers=headers) as resp:
-            status, answer = resp.status, await resp.read()
+        resp = await post(state["http"], url, orjson.dumps(request), headers, stream=False)
+        status, answer = resp.status, await resp.read()
         await send(
             {
                 "type": "http.response.start",

@@ -50,7 +50,7 @@ ENDPOINT = "bench-chat"
 UPSTREAM_MODEL = "gpt-4o-mini"
 UPSTREAM_KEY = "sk-bench-upstream"  # the fake upstream's key; not a secret
 TARGETS = ("direct", "modelgate")
-FLOOR_TARGETS = ("direct", "floor", "modelgate")  # --floor: also a bare uvicorn + aiohttp forwarder
+FLOOR_TARGETS = ("direct", "floor", "modelgate")  # --floor: also a bare uvicorn + pyreqwest forwarder
 GATEWAY_ON = "modelgate+gateway"  # --compare-ai-gateway: a second modelgate whose endpoint has the AI Gateway on
 TARGET_GATEWAY_LOSS = 0.15  # issue 6: at most 15% less throughput with the AI Gateway features on
 TARGET_ADDED_P50_MS = 1.0  # at concurrency 1
@@ -555,7 +555,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--threads", type=int, default=1, help="wrk threads (default 1)")
     ap.add_argument("--python-loadgen", action="store_true", help="use the Python load generator even if wrk exists")
     ap.add_argument(
-        "--floor", action="store_true", help="also measure bench/floor_proxy.py: uvicorn + aiohttp and nothing else"
+        "--floor", action="store_true", help="also measure bench/floor_proxy.py: uvicorn + pyreqwest and nothing else"
     )
     ap.add_argument(
         "--compare-ai-gateway",

@@ -1,10 +1,12 @@
-"""Which HTTP client should modelgate use for upstream calls: aiohttp or httpx?
+"""Which HTTP client should modelgate use for upstream calls: aiohttp, httpx or pyreqwest?
 
 Against the fake OpenAI upstream (its own process, pinned to ``--upstream-cpus``), this process (pinned
 to ``--client-cpu``) sends N chat requests with 1 and 64 in flight through (a) one shared
-``aiohttp.ClientSession`` (``TCPConnector``, keep-alive) and (b) one shared ``httpx.AsyncClient`` (limits
-above the concurrency), each run on a fresh event loop (uvloop when installed), alternating which client
-goes first in each round. It prints requests/s and p50/p99 per client and the ratio, and saves
+``aiohttp.ClientSession`` (``TCPConnector``, keep-alive), (b) one shared ``httpx.AsyncClient`` (limits
+above the concurrency) and (c) modelgate's own pyreqwest client (``modelgate.providers.http``: Rust's
+reqwest, its I/O on a Tokio thread of this process), each run on a fresh event loop (uvloop when
+installed), rotating which client goes first in each round. It prints requests/s, p50/p99 and the CPU
+this process spent per request (all its threads) per client, and the ratios to aiohttp, and saves
 bench/results/upstream-clients-latest.md. See bench/README.md.
 
     .venv/bin/python bench/upstream_clients.py [--requests 3000] [--concurrency 1,64] [--rounds 3] [--quick]
@@ -21,6 +23,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from importlib.metadata import version
 from pathlib import Path
 
 import aiohttp
@@ -41,7 +44,9 @@ from proxy_bench import (
     terminate_as_interrupt,
 )
 
-CLIENTS = ("aiohttp", "httpx")
+from modelgate.providers.http import new_http_client, post
+
+CLIENTS = ("aiohttp", "httpx", "pyreqwest")
 Send = Callable[[], Awaitable[None]]
 
 
@@ -52,6 +57,11 @@ class ClientRun:
     p50_ms: float
     p99_ms: float
     errors: int
+    cpu_s: float = 0.0  # this process's CPU time (every thread) during the run
+
+    @property
+    def cpu_ms_per_request(self) -> float:
+        return self.cpu_s * 1000 / self.requests if self.requests else 0.0
 
     @property
     def rps(self) -> float:
@@ -76,11 +86,11 @@ async def _drive(send: Send, total: int, concurrency: int) -> ClientRun:
                 continue
             latencies.append((time.perf_counter() - t0) * 1000)
 
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     latencies.sort()
-    return ClientRun(len(latencies), elapsed, percentile(latencies, 50), percentile(latencies, 99), errors)
+    return ClientRun(len(latencies), elapsed, percentile(latencies, 50), percentile(latencies, 99), errors, cpu)
 
 
 def _check(status: int, raw: bytes) -> None:
@@ -115,7 +125,19 @@ async def run_httpx(url: str, body: bytes, headers: dict[str, str], total: int, 
         return await _drive(send, total, concurrency)
 
 
-RUNNERS = {"aiohttp": run_aiohttp, "httpx": run_httpx}
+async def run_pyreqwest(url: str, body: bytes, headers: dict[str, str], total: int, concurrency: int,
+                        warmup: int) -> ClientRun:  # fmt: skip
+    async with new_http_client(max_connections=max(100, concurrency), read_timeout_s=30) as client:
+
+        async def send() -> None:
+            resp = await post(client, url, body, headers, stream=False)
+            _check(resp.status, await resp.read())
+
+        await _drive(send, warmup, concurrency)
+        return await _drive(send, total, concurrency)
+
+
+RUNNERS = {"aiohttp": run_aiohttp, "httpx": run_httpx, "pyreqwest": run_pyreqwest}
 
 
 def measure(client: str, upstream: str, total: int, concurrency: int) -> ClientRun:
@@ -129,34 +151,46 @@ def measure(client: str, upstream: str, total: int, concurrency: int) -> ClientR
 
 def render(runs: dict[tuple[str, int], list[ClientRun]], levels: list[int], header: dict[str, str], rounds: int,
            total: int) -> str:  # fmt: skip
-    lines = ["# Upstream HTTP client: aiohttp vs httpx", ""]
+    lines = ["# Upstream HTTP client: " + ", ".join(CLIENTS), ""]
     lines += [f"- {key}: {value}" for key, value in header.items()]
     lines += ["", f"## Medians of {rounds} round(s), {total} requests each", ""]
-    lines += ["| in flight | client | requests/s | p50 ms | p99 ms | errors |", "|--:|---|--:|--:|--:|--:|"]
-    med: dict[tuple[str, int], tuple[float, float, float]] = {}
+    lines += ["| in flight | client | requests/s | p50 ms | p99 ms | CPU ms/req | errors |"]
+    lines += ["|--:|---|--:|--:|--:|--:|--:|"]
+    med: dict[tuple[str, int], tuple[float, float, float, float]] = {}
     for c in levels:
         for name in CLIENTS:
             results = runs[(name, c)]
             rps = statistics.median(r.rps for r in results)
             p50 = statistics.median(r.p50_ms for r in results)
             p99 = statistics.median(r.p99_ms for r in results)
-            med[(name, c)] = (rps, p50, p99)
+            cpu = statistics.median(r.cpu_ms_per_request for r in results)
+            med[(name, c)] = (rps, p50, p99, cpu)
             errors = sum(r.errors for r in results)
-            lines.append(f"| {c} | {name} | {rps:.0f} | {p50:.2f} | {p99:.2f} | {errors} |")
+            lines.append(f"| {c} | {name} | {rps:.0f} | {p50:.2f} | {p99:.2f} | {cpu:.3f} | {errors} |")
     lines += [
         "",
-        "| in flight | requests/s aiohttp/httpx | p50 httpx/aiohttp | p99 httpx/aiohttp |",
-        "|--:|--:|--:|--:|",
+        "Ratios to aiohttp (above 1: more requests/s; below 1: less latency or CPU).",
+        "",
+        "| in flight | client | requests/s | p50 | p99 | CPU per request |",
+        "|--:|---|--:|--:|--:|--:|",
     ]
     for c in levels:
-        a, h = med[("aiohttp", c)], med[("httpx", c)]
-        lines.append(f"| {c} | {a[0] / h[0]:.2f} | {h[1] / a[1]:.2f} | {h[2] / a[2]:.2f} |")
-    lines += ["", "## Every round", "", "| round | in flight | client | requests/s | p50 ms | p99 ms | errors |"]
-    lines.append("|--:|--:|---|--:|--:|--:|--:|")
+        base = med[("aiohttp", c)]
+        for name in CLIENTS[1:]:
+            m = med[(name, c)]
+            cpu_ratio = f"{m[3] / base[3]:.2f}" if base[3] else "n/a"
+            ratios = f"{m[0] / base[0]:.2f} | {m[1] / base[1]:.2f} | {m[2] / base[2]:.2f}"
+            lines.append(f"| {c} | {name} | {ratios} | {cpu_ratio} |")
+    lines += ["", "## Every round", ""]
+    lines += ["| round | in flight | client | requests/s | p50 ms | p99 ms | CPU ms/req | errors |"]
+    lines.append("|--:|--:|---|--:|--:|--:|--:|--:|")
     for c in levels:
         for name in CLIENTS:
             for i, r in enumerate(runs[(name, c)], 1):
-                lines.append(f"| {i} | {c} | {name} | {r.rps:.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.errors} |")
+                lines.append(
+                    f"| {i} | {c} | {name} | {r.rps:.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | "
+                    f"{r.cpu_ms_per_request:.3f} | {r.errors} |"
+                )
     return "\n".join(lines) + "\n"
 
 
@@ -193,20 +227,24 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"CPU {args.client_cpu} is not available here ({sorted(os.sched_getaffinity(0))})")
     os.sched_setaffinity(0, {args.client_cpu})
     header = machine_facts()
-    header["versions"] = f"aiohttp {aiohttp.__version__}, httpx {httpx.__version__}, event loop {_loop_name()}"
-    header["pinning"] = f"both clients (this process) on CPU {args.client_cpu}; fake upstream on CPU {upstream_cpus}"
+    header["versions"] = (
+        f"aiohttp {aiohttp.__version__}, httpx {httpx.__version__}, pyreqwest {version('pyreqwest')}, "
+        f"event loop {_loop_name()}"
+    )
+    header["pinning"] = f"all clients (this process) on CPU {args.client_cpu}; fake upstream on CPU {upstream_cpus}"
     header["load average before"] = load_average()
     runs: dict[tuple[str, int], list[ClientRun]] = {(n, c): [] for n in CLIENTS for c in args.concurrency}
     with ChildProcesses() as procs, terminate_as_interrupt():
         upstream = start_fake_upstream(procs, upstream_cpus)
         for r in range(args.rounds):
-            order = CLIENTS if r % 2 == 0 else CLIENTS[::-1]
+            order = CLIENTS[r % len(CLIENTS) :] + CLIENTS[: r % len(CLIENTS)]
             for c in args.concurrency:
                 for name in order:
                     run = measure(name, upstream, args.requests, c)
                     runs[(name, c)].append(run)
                     print(f"  round {r + 1}/{args.rounds} in flight {c:<3} {name:<7} {run.rps:8.0f} req/s  "
-                          f"p50 {run.p50_ms:6.2f} ms  p99 {run.p99_ms:6.2f} ms  errors {run.errors}",
+                          f"p50 {run.p50_ms:6.2f} ms  p99 {run.p99_ms:6.2f} ms  "
+                          f"CPU {run.cpu_ms_per_request:.3f} ms/req  errors {run.errors}",
                           file=sys.stderr, flush=True)  # fmt: skip
     header["load average after"] = load_average()
     text = render(runs, args.concurrency, header, args.rounds, args.requests)

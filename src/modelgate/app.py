@@ -11,7 +11,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import aiohttp
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
@@ -34,6 +33,7 @@ from modelgate.metrics import ServingMetrics
 from modelgate.protocol.chat import ChatRequest
 from modelgate.protocol.embeddings import EmbeddingRequest
 from modelgate.providers.base import ProviderDeps
+from modelgate.providers.http import HttpClient, new_http_client
 from modelgate.providers.registry import ProviderRegistry
 from modelgate.routes import endpoints as endpoint_routes
 from modelgate.routes import gateway_data as gateway_data_routes
@@ -66,7 +66,7 @@ log = logging.getLogger("modelgate")
 class Services:
     settings: Settings
     db: Database
-    http: aiohttp.ClientSession
+    http: HttpClient
     authenticator: Authenticator
     registry: EndpointRegistry
     endpoints: EndpointService
@@ -273,19 +273,8 @@ async def _start(settings: Settings) -> Services:
     resolver.set_lookup(SecretStore(db, cipher).lookup)
     admin = await asyncio.to_thread(_bootstrap_admin, db, settings)
     workspace_id = await asyncio.to_thread(_workspace_id, db)
-    http = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=settings.upstream_connections, keepalive_timeout=60, ttl_dns_cache=300),
-        auto_decompress=True,
-        trust_env=False,
-        # Upstream calls carry no cookies; skipping the jar saves work on every call.
-        cookie_jar=aiohttp.DummyCookieJar(),
-    )
-    deps = ProviderDeps(
-        http=http,
-        secrets=resolver,
-        request_timeout_s=settings.upstream_timeout_s,
-        retry_budget_s=settings.upstream_retry_budget_s,
-    )
+    http = new_http_client(max_connections=settings.upstream_connections, read_timeout_s=settings.upstream_timeout_s)
+    deps = ProviderDeps(http=http, secrets=resolver, retry_budget_s=settings.upstream_retry_budget_s)
     catalog = LocalCatalog.with_defaults(load_models(settings.config_file) if settings.config_file else [], deps=deps)
     factory = EntityFactory(ProviderRegistry(), deps, cipher, catalog=catalog)
     registry = EndpointRegistry(db, factory, poll_interval_s=settings.registry_poll_s)

@@ -29,6 +29,8 @@ class Settings:
     guardrail_embedding_endpoint: str | None = None
     guardrail_safety_endpoint: str | None = None
     max_request_bytes: int = 16 * 1024 * 1024
+    # MODELGATE_UPSTREAM_TIMEOUT_S: the longest wait for an upstream's next bytes (its first byte, or the next
+    # chunk of a stream); a call that keeps sending is never cut.
     upstream_timeout_s: float = 600.0
     # MODELGATE_UPSTREAM_RETRY_BUDGET_S: default time for retrying transient upstream failures (0: off);
     # an endpoint overrides it with `retry_budget_s` in its provider config.
@@ -51,6 +53,8 @@ class Settings:
         }
         if env.get("MODELGATE_UPSTREAM_RETRY_BUDGET_S"):
             values["upstream_retry_budget_s"] = float(env["MODELGATE_UPSTREAM_RETRY_BUDGET_S"])
+        if env.get("MODELGATE_UPSTREAM_TIMEOUT_S"):
+            values["upstream_timeout_s"] = float(env["MODELGATE_UPSTREAM_TIMEOUT_S"])
         if env.get("MODELGATE_MAX_REQUEST_BYTES"):
             values["max_request_bytes"] = int(env["MODELGATE_MAX_REQUEST_BYTES"])
         values.update({k: v for k, v in overrides.items() if v is not None})

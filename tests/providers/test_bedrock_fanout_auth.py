@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import aiohttp
 import openai
 import pytest
 from botocore.credentials import RefreshableCredentials
@@ -19,6 +18,7 @@ from modelgate.protocol.chat import ChatRequest
 from modelgate.providers.base import ProviderDeps
 from modelgate.providers.bedrock import BedrockProvider
 from modelgate.providers.bedrock_auth import BedrockCredentials
+from modelgate.providers.http import HttpClient, new_http_client
 from modelgate.secrets import SecretCipher, SecretResolver
 from tests.fakes.bedrock_upstream import FakeBedrockThread
 from tests.providers.client_calls import chat_text, invoke, stream_fanned_out
@@ -115,12 +115,12 @@ def test_wrong_session_token_is_refused_without_leaking_it(
 
 # -- botocore's default credential chain (no keys in the config) --------------------------------------
 @pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
+async def http() -> AsyncIterator[HttpClient]:
+    async with new_http_client(max_connections=10, read_timeout_s=30) as session:
         yield session
 
 
-def chain_provider(http: aiohttp.ClientSession, base: str) -> BedrockProvider:
+def chain_provider(http: HttpClient, base: str) -> BedrockProvider:
     """The provider built in-process, so the test controls the environment its credential chain reads."""
     raw = {
         "aws_region": BEDROCK_REGION,
@@ -149,7 +149,7 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> pytest.MonkeyPatc
 
 async def test_default_chain_credentials_with_session_token(
     bedrock_fake: FakeBedrockThread,
-    http: aiohttp.ClientSession,
+    http: HttpClient,
     aws_env: pytest.MonkeyPatch,
 ) -> None:
     bedrock_fake.add_credentials(TEMP_KEY, TEMP_SECRET, TEMP_TOKEN)
@@ -165,9 +165,7 @@ async def test_default_chain_credentials_with_session_token(
     assert f"Credential={TEMP_KEY}/" in sent.headers["authorization"]
 
 
-async def test_default_chain_without_credentials_is_a_clear_400(
-    http: aiohttp.ClientSession, aws_env: pytest.MonkeyPatch
-) -> None:
+async def test_default_chain_without_credentials_is_a_clear_400(http: HttpClient, aws_env: pytest.MonkeyPatch) -> None:
     provider = chain_provider(http, "http://127.0.0.1:9")
     with pytest.raises(BadRequest, match="default AWS credential chain found none"):
         await provider.chat(ChatRequest.model_validate({"messages": [{"role": "user", "content": "x"}]}))

@@ -3,11 +3,13 @@
 Accepted: `Bearer <token>` and Basic `token:<token>` (what `curl -u token:$DATABRICKS_TOKEN` sends).
 Tokens are checked by a chain of verifiers (personal access tokens here; OAuth access tokens plug in the
 same way). Results are cached by token hash for a few seconds so the hot path is a dict lookup; a local
-revocation drops the entry at once, other processes see it within the cache TTL.
+revocation drops the entry at once, other processes see it within the cache TTL. When an entry expires,
+the requests that arrive meanwhile share one lookup: at 64 in flight, each expiry had cost 64 queries.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -41,6 +43,7 @@ class Authenticator:
     def __init__(self, db: Database) -> None:
         self._db = db
         self._cache: dict[str, tuple[Principal | None, float]] = {}
+        self._lookups: dict[str, asyncio.Future[tuple[Principal | None, float | None]]] = {}
         self._verifiers: list[TokenVerifier] = [self._verify_pat]
 
     def add_verifier(self, verifier: TokenVerifier) -> None:
@@ -55,7 +58,7 @@ class Authenticator:
             if hit[0] is None:
                 raise Unauthenticated("Invalid access token.")
             return hit[0]
-        principal, expires = await self._verify(token, key)
+        principal, expires = await self._verify_once(token, key)
         until = now + CACHE_TTL_SECONDS
         if expires is not None:
             until = min(until, expires)
@@ -72,7 +75,18 @@ class Authenticator:
     def forget_all(self) -> None:
         self._cache.clear()
 
-    async def _verify(self, token: str, key: str) -> tuple[Principal | None, float | None]:
+    async def _verify_once(self, token: str, key: str) -> tuple[Principal | None, float | None]:
+        """One verification per token at a time; concurrent callers await the same result.
+
+        The lookup runs as its own task, so a caller that is cancelled (its client left) does not cancel it
+        for the others."""
+        lookup = self._lookups.get(key)
+        if lookup is None:
+            lookup = self._lookups[key] = asyncio.ensure_future(self._verify(token))
+            lookup.add_done_callback(lambda _: self._lookups.pop(key, None))
+        return await asyncio.shield(lookup)
+
+    async def _verify(self, token: str) -> tuple[Principal | None, float | None]:
         for verifier in self._verifiers:
             found = await verifier(token)
             if found is not None:

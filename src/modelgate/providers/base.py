@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import aiohttp
 from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError
 
 from modelgate.errors import BadRequest, InvalidParameterValue
@@ -19,6 +18,7 @@ from modelgate.protocol.chat import ChatRequest
 from modelgate.protocol.common import describe_validation_error
 from modelgate.protocol.completions import CompletionRequest
 from modelgate.protocol.embeddings import EmbeddingRequest
+from modelgate.providers.http import HttpClient
 from modelgate.providers.upstream import DEFAULT_RETRY_BUDGET_S, UpstreamClient
 from modelgate.secrets import SecretResolver, SecretValue
 
@@ -45,11 +45,10 @@ class ProviderConfig(BaseModel):
 
 @dataclass
 class ProviderDeps:
-    """What the app lends every provider: the pooled HTTP session and the secret resolver."""
+    """What the app lends every provider: the pooled HTTP client and the secret resolver."""
 
-    http: aiohttp.ClientSession
+    http: HttpClient
     secrets: SecretResolver
-    request_timeout_s: float = 600.0
     # Server default for retrying transient upstream failures; an endpoint's `retry_budget_s` overrides it.
     retry_budget_s: float = DEFAULT_RETRY_BUDGET_S
 
@@ -99,10 +98,7 @@ class Provider:
         """The HTTP client for this provider's upstream, with this endpoint's retry budget."""
         budget = self.config._retry_budget_s
         return UpstreamClient(
-            self.deps.http,
-            self.name,
-            self.deps.request_timeout_s,
-            retry_budget_s=self.deps.retry_budget_s if budget is None else budget,
+            self.deps.http, self.name, retry_budget_s=self.deps.retry_budget_s if budget is None else budget
         )
 
     # -- calls -----------------------------------------------------------------------------------

@@ -18,18 +18,18 @@ from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
-import aiohttp
 import orjson
 from botocore.eventstream import EventStreamBuffer, EventStreamError
 from pydantic import Field, field_validator
 
-from modelgate.errors import DeadlineExceeded, ExternalModelError, InvalidParameterValue
+from modelgate.errors import ExternalModelError, InvalidParameterValue
 from modelgate.protocol.chat import ChatRequest
 from modelgate.protocol.embeddings import EmbeddingRequest
 from modelgate.providers import bedrock_translate as t
 from modelgate.providers.base import Json, Provider, ProviderConfig, ProviderDeps
 from modelgate.providers.bedrock_auth import BedrockCredentials, sign
 from modelgate.providers.fanout import fanout_stream, merge_choices
+from modelgate.providers.http import TRANSPORT_ERRORS
 from modelgate.providers.upstream import upstream_error
 
 SecretField = str | dict[str, str] | None
@@ -149,18 +149,17 @@ class BedrockProvider(Provider):
 
     async def _events(self, url: str, body: Json, headers: dict[str, str]) -> AsyncIterator[tuple[str, Json]]:
         """(event type, payload) of each event-stream message; exception messages raise."""
-        resp = await self.client._open(url, body, headers)  # retried while opening, like SSE streams
+        # Retried while opening, like SSE streams.
+        resp = await self.client.open(url, body, headers, stream=True)
         buffer = EventStreamBuffer()
         try:
             async with resp:
-                async for data in resp.content.iter_any():
+                async for data in resp.chunks():
                     buffer.add_data(data)
                     for message in buffer:
                         yield self._decode(message.headers, message.payload)
-        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
-            raise self.client._unreachable(exc) from None
-        except TimeoutError:
-            raise DeadlineExceeded(f"The {self.name} upstream did not answer in time.") from None
+        except TRANSPORT_ERRORS as exc:
+            raise self.client.transport_failure(exc) from None
         except EventStreamError:
             raise ExternalModelError(
                 self.name, 502, "TEMPORARILY_UNAVAILABLE", "upstream sent a malformed event-stream frame"

@@ -6,7 +6,7 @@ v2-oauth2-client-creds-grant-flow): one form POST of client id, client secret an
 `{"token_type": "Bearer", "expires_in": 3599, "access_token": "..."}`. The token is cached until shortly before
 it expires and sent as `Authorization: Bearer`.
 
-Written here on the shared aiohttp session rather than with msal or azure-identity: both refuse an authority
+Written here on the shared upstream HTTP client rather than with msal or azure-identity: both refuse an authority
 that is not https (msal `authority.py`, azure-identity `normalize_authority`), so pointing them at a local
 fake token endpoint would need TLS and a test CA trusted by the server process, and msal is blocking
 (`requests`). The flow itself is a single POST.
@@ -19,10 +19,10 @@ import hashlib
 import time
 from typing import Any
 
-import aiohttp
 import orjson
 
 from modelgate.errors import DeadlineExceeded, ExternalModelError, TemporarilyUnavailable
+from modelgate.providers.http import TRANSPORT_ERRORS, HttpClient, post_form
 from modelgate.secrets import SecretValue
 
 DEFAULT_AUTHORITY_HOST = "https://login.microsoftonline.com"
@@ -30,7 +30,7 @@ COGNITIVE_SERVICES_SCOPE = "https://cognitiveservices.azure.com/.default"
 PROVIDER = "openai"
 # Refresh this long before the token's expiry (Entra tokens live 60-90 minutes).
 _EARLY_REFRESH_S = 300.0
-_TIMEOUT = aiohttp.ClientTimeout(total=30)
+_TIMEOUT_S = 30.0
 
 
 class EntraTokenSource:
@@ -38,7 +38,7 @@ class EntraTokenSource:
 
     def __init__(
         self,
-        http: aiohttp.ClientSession,
+        http: HttpClient,
         tenant_id: str,
         client_id: str,
         client_secret: SecretValue,
@@ -71,14 +71,13 @@ class EntraTokenSource:
             "scope": COGNITIVE_SERVICES_SCOPE,
         }
         try:
-            async with self.http.post(self.url, data=form, timeout=_TIMEOUT) as resp:
-                status, raw = resp.status, await resp.read()
-        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+            status, raw = await post_form(self.http, self.url, form, _TIMEOUT_S)
+        except TimeoutError:
+            raise DeadlineExceeded("The Microsoft Entra ID token endpoint did not answer in time.") from None
+        except TRANSPORT_ERRORS as exc:
             raise TemporarilyUnavailable(
                 f"The Microsoft Entra ID token endpoint could not be reached ({type(exc).__name__}).", retry_after=1
             ) from None
-        except TimeoutError:
-            raise DeadlineExceeded("The Microsoft Entra ID token endpoint did not answer in time.") from None
         body = _json(raw)
         token = body.get("access_token")
         if status == 200 and isinstance(token, str) and token:

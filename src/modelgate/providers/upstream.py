@@ -1,7 +1,6 @@
 """HTTP calls to OpenAI-compatible upstreams: JSON requests, SSE streams and error translation.
 
-aiohttp rather than httpx: at 64 requests in flight httpx.AsyncClient was 6-7x slower in the research
-(engines.md §4) and in bench/upstream_clients.py; one pooled keep-alive session serves every provider.
+The transport is `providers/http.py` (pyreqwest); one pooled keep-alive client serves every provider.
 
 Transient failures (connection errors, 429, 5xx) are retried here, for every provider, with exponential
 backoff and full jitter inside a per-endpoint time budget; a `Retry-After` from the provider sets the wait,
@@ -20,7 +19,6 @@ from collections.abc import AsyncIterator
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-import aiohttp
 import orjson
 
 from modelgate.errors import (
@@ -29,6 +27,7 @@ from modelgate.errors import (
     TemporarilyUnavailable,
     error_code_for_status,
 )
+from modelgate.providers.http import TRANSPORT_ERRORS, HttpClient, UpstreamResponse, post
 
 Json = dict[str, Any]
 log = logging.getLogger(__name__)
@@ -110,29 +109,21 @@ RETRY_BUDGET_CAP: contextvars.ContextVar[float] = contextvars.ContextVar("retry_
 
 
 class UpstreamClient:
-    """Posts JSON to one upstream base URL with the given headers, mapping failures to our errors."""
+    """Posts JSON to one upstream base URL with the given headers, mapping failures to our errors.
 
-    def __init__(
-        self,
-        http: aiohttp.ClientSession,
-        provider: str,
-        timeout_s: float,
-        retry_budget_s: float = DEFAULT_RETRY_BUDGET_S,
-    ) -> None:
+    Waits are bounded by the HTTP client's read timeout (the server's `upstream_timeout_s`)."""
+
+    def __init__(self, http: HttpClient, provider: str, retry_budget_s: float = DEFAULT_RETRY_BUDGET_S) -> None:
         self.http = http
         self.provider = provider
-        self.timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=timeout_s)
         self.retry_budget_s = retry_budget_s
 
     async def post_json(self, url: str, body: Json, headers: dict[str, str]) -> Json:
-        resp = await self._open(url, body, headers)
+        resp = await self.open(url, body, headers, stream=False)
         try:
-            async with resp:
-                raw = await resp.read()
-        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
-            raise self._unreachable(exc) from None
-        except TimeoutError:
-            raise DeadlineExceeded(f"The {self.provider} upstream did not answer in time.") from None
+            raw = await resp.read()
+        except TRANSPORT_ERRORS as exc:
+            raise self.transport_failure(exc) from None
         try:
             result = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -147,16 +138,14 @@ class UpstreamClient:
         Errors before the first event raise as usual. Closing the generator (a client that went away)
         closes the upstream connection, which cancels the upstream's work.
         """
-        resp = await self._open(url, body, headers)
+        resp = await self.open(url, body, headers, stream=True)
         try:
             async with resp:
-                content_type = resp.headers.get("Content-Type", "")
-                if "text/event-stream" not in content_type:
+                if "text/event-stream" not in (resp.header("Content-Type") or ""):
                     # Some servers ignore stream=true and answer with one JSON body.
-                    raw = await resp.read()
-                    yield {"__whole_response__": orjson.loads(raw)}
+                    yield {"__whole_response__": orjson.loads(await resp.read())}
                     return
-                async for line in resp.content:
+                async for line in resp.lines():
                     if not line.startswith(b"data:"):
                         continue  # blank separators, comments, event:/id: lines
                     data = line[5:].strip()
@@ -169,24 +158,24 @@ class UpstreamClient:
                         err = event["error"]
                         raise ExternalModelError(self.provider, 502, "TEMPORARILY_UNAVAILABLE", err)
                     yield event
-        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
-            raise self._unreachable(exc) from None
-        except TimeoutError:
-            raise DeadlineExceeded(f"The {self.provider} upstream did not answer in time.") from None
+        except TRANSPORT_ERRORS as exc:
+            raise self.transport_failure(exc) from None
         except orjson.JSONDecodeError:
             raise ExternalModelError(
                 self.provider, 502, "TEMPORARILY_UNAVAILABLE", "upstream sent an event that is not JSON"
             ) from None
 
-    async def _open(self, url: str, body: Json, headers: dict[str, str]) -> aiohttp.ClientResponse:
-        """POST until a non-error response arrives, retrying transient failures within the budget."""
+    async def open(self, url: str, body: Json, headers: dict[str, str], *, stream: bool) -> UpstreamResponse:
+        """POST until a non-error response arrives, retrying transient failures within the budget.
+
+        With `stream`, the caller reads the body and must close the response (`async with`)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + min(self.retry_budget_s, RETRY_BUDGET_CAP.get())
         data = orjson.dumps(body)
         attempt = 0
         while True:
             try:
-                return await self._attempt(url, data, headers)
+                return await self._attempt(url, data, headers, stream)
             except _Transient as failure:
                 wait = failure.wait_s if failure.wait_s is not None else backoff_s(attempt)
                 if loop.time() + wait > deadline:
@@ -202,27 +191,31 @@ class UpstreamClient:
                 )
                 await asyncio.sleep(wait)
 
-    async def _attempt(self, url: str, data: bytes, headers: dict[str, str]) -> aiohttp.ClientResponse:
+    async def _attempt(self, url: str, data: bytes, headers: dict[str, str], stream: bool) -> UpstreamResponse:
         try:
-            resp = await self.http.post(url, data=data, headers=headers, timeout=self.timeout)
-        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
-            raise _Transient(self._unreachable(exc), None) from None
-        except TimeoutError:
-            raise DeadlineExceeded(f"The {self.provider} upstream did not answer in time.") from None
+            resp = await post(self.http, url, data, headers, stream=stream)
+        except TRANSPORT_ERRORS as exc:
+            failure = self.transport_failure(exc)
+            if isinstance(failure, DeadlineExceeded):
+                raise failure from None
+            raise _Transient(failure, None) from None
         if resp.status < 400:
             return resp
-        retry_after = resp.headers.get("Retry-After")
+        retry_after = resp.header("Retry-After")
         try:
             async with resp:
                 raw = await resp.read()
-        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError):
+        except TRANSPORT_ERRORS:
             raw = b""
         error = upstream_error(self.provider, resp.status, raw, retry_after)
         if is_transient(resp.status):
             raise _Transient(error, retry_after_seconds(retry_after))
         raise error
 
-    def _unreachable(self, exc: Exception) -> TemporarilyUnavailable:
+    def transport_failure(self, exc: Exception) -> TemporarilyUnavailable | DeadlineExceeded:
+        """What the caller gets for a transport failure: a timeout, or an upstream that could not be reached."""
+        if isinstance(exc, TimeoutError):
+            return DeadlineExceeded(f"The {self.provider} upstream did not answer in time.")
         return TemporarilyUnavailable(
             f"The {self.provider} upstream could not be reached ({type(exc).__name__}). "
             "Check the endpoint's base URL and that the provider is up.",
