@@ -1,8 +1,8 @@
 """The HTTP client every provider's upstream calls go through: pyreqwest (Rust's reqwest and hyper).
 
-Chosen by measurement: proxying chat requests at 64 in flight on one core, modelgate spent 25% less CPU per
-request with it than with aiohttp, whose client code was 41% of the server's samples (bench/README.md,
-"Upstream HTTP client"). One client per server holds the keep-alive pool; its I/O runs on a Tokio thread.
+Chosen by measurement (bench/README.md, upstream_clients.py): at 64 requests in flight it spent 0.57x
+aiohttp's CPU per call, and aiohttp's client code had been 41% of the server's samples; whole servers served
+6-33% more requests/s with it. One client per server holds the keep-alive pool; its I/O runs on a Tokio thread.
 
 This module hides the library from the providers: they see `UpstreamResponse` (status, headers, body,
 chunks) and `TRANSPORT_ERRORS`, of which the timeouts are also `TimeoutError`s.
