@@ -274,47 +274,54 @@ async def _start(settings: Settings) -> Services:
     admin = await asyncio.to_thread(_bootstrap_admin, db, settings)
     workspace_id = await asyncio.to_thread(_workspace_id, db)
     http = new_http_client(max_connections=settings.upstream_connections, read_timeout_s=settings.upstream_timeout_s)
-    deps = ProviderDeps(http=http, secrets=resolver, retry_budget_s=settings.upstream_retry_budget_s)
-    catalog = LocalCatalog.with_defaults(load_models(settings.config_file) if settings.config_file else [], deps=deps)
-    factory = EntityFactory(ProviderRegistry(), deps, cipher, catalog=catalog)
-    registry = EndpointRegistry(db, factory, poll_interval_s=settings.registry_poll_s)
-    await registry.start()
-    metrics = ServingMetrics()
-    writer = GatewayWriter(db)
-    writer.start()
-    metrics.watch_writer(writer)
-    counters = RedisCounters(settings.redis_url) if settings.redis_url else MemoryCounters()
-    limiter = RateLimiter(counters)
-    guardrails = Guardrails()
-    services = Services(
-        settings=settings,
-        db=db,
-        http=http,
-        authenticator=Authenticator(db),
-        registry=registry,
-        endpoints=EndpointService(db, factory, registry, guardrails=guardrails),
-        invocations=InvocationService(
-            registry,
-            observers=[metrics.observe, GatewayRecorder(writer).observe],
+    # The client's Tokio runtime must be closed before the interpreter exits (a live one aborts it), so a
+    # start-up that fails from here on closes it before the error propagates.
+    try:
+        deps = ProviderDeps(http=http, secrets=resolver, retry_budget_s=settings.upstream_retry_budget_s)
+        models = load_models(settings.config_file) if settings.config_file else []
+        catalog = LocalCatalog.with_defaults(models, deps=deps)
+        factory = EntityFactory(ProviderRegistry(), deps, cipher, catalog=catalog)
+        registry = EndpointRegistry(db, factory, poll_interval_s=settings.registry_poll_s)
+        await registry.start()
+        metrics = ServingMetrics()
+        writer = GatewayWriter(db)
+        writer.start()
+        metrics.watch_writer(writer)
+        counters = RedisCounters(settings.redis_url) if settings.redis_url else MemoryCounters()
+        limiter = RateLimiter(counters)
+        guardrails = Guardrails()
+        services = Services(
+            settings=settings,
+            db=db,
+            http=http,
+            authenticator=Authenticator(db),
+            registry=registry,
+            endpoints=EndpointService(db, factory, registry, guardrails=guardrails),
+            invocations=InvocationService(
+                registry,
+                observers=[metrics.observe, GatewayRecorder(writer).observe],
+                limiter=limiter,
+                guardrails=guardrails,
+            ),
+            writer=writer,
             limiter=limiter,
-            guardrails=guardrails,
-        ),
-        writer=writer,
-        limiter=limiter,
-        metrics=metrics,
-        secrets=resolver,
-        workspace_id=workspace_id,
-        admin=admin,
-        catalog=catalog,
-    )
-    _connect_guardrails(guardrails, services)
-    signing_key = await asyncio.to_thread(load_or_create_signing_key, settings.data_dir)
-    services.oauth = OAuthIssuer(db, signing_key, workspace_id)
-    services.authenticator.add_verifier(services.oauth.verify)
-    if settings.config_file is not None:
-        await apply_endpoints(services.endpoints, admin, load_endpoints(settings.config_file))
-    await expose_endpoints(services.endpoints, admin, catalog)
-    await catalog.start(db, settings.registry_poll_s, pending_exposer(services.endpoints, admin, db))
+            metrics=metrics,
+            secrets=resolver,
+            workspace_id=workspace_id,
+            admin=admin,
+            catalog=catalog,
+        )
+        _connect_guardrails(guardrails, services)
+        signing_key = await asyncio.to_thread(load_or_create_signing_key, settings.data_dir)
+        services.oauth = OAuthIssuer(db, signing_key, workspace_id)
+        services.authenticator.add_verifier(services.oauth.verify)
+        if settings.config_file is not None:
+            await apply_endpoints(services.endpoints, admin, load_endpoints(settings.config_file))
+        await expose_endpoints(services.endpoints, admin, catalog)
+        await catalog.start(db, settings.registry_poll_s, pending_exposer(services.endpoints, admin, db))
+    except BaseException:
+        await http.close()
+        raise
     return services
 
 
