@@ -29,7 +29,6 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -45,9 +44,8 @@ from proxy_bench import (
     machine_facts,
     terminate_as_interrupt,
 )
+from results_files import REPO, RESULTS, run_main, save_results
 
-REPO = Path(__file__).resolve().parent.parent
-RESULTS = REPO / "bench" / "results"
 MODEL = "bench-llama"
 ENDPOINT = "databricks-bench-llama"
 LOOP, GATE = "generate() loop", "modelgate"
@@ -337,15 +335,6 @@ def render(runs: Runs, levels: list[int], rounds: int, header: dict[str, str]) -
     return "\n".join(lines) + "\n"
 
 
-def save(text: str, out_dir: Path) -> list[Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    paths = [out_dir / f"local-tokens-{stamp}.md", out_dir / "local-tokens-latest.md"]
-    for path in paths:
-        path.write_text(text)
-    return paths
-
-
 # ---------------------------------------------------------------------------------------------- main
 def parse_levels(text: str) -> list[int]:
     try:
@@ -433,14 +422,9 @@ def main(argv: list[str] | None = None) -> int:
     text = render(runs, args.concurrency, args.rounds, header)
     print(text)
     if not args.quick or args.save:
-        for path in save(text, args.out_dir):
-            print(f"saved {path.relative_to(REPO) if path.is_relative_to(REPO) else path}", file=sys.stderr)
+        save_results(text, "local-tokens", args.out_dir)
     return 0
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("interrupted; child processes stopped", file=sys.stderr)
-        sys.exit(130)
+    run_main(main)

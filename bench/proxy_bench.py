@@ -43,9 +43,8 @@ from typing import Any
 
 import httpx
 from loadgen import LoadResult, pin_prefix, run_python, run_wrk, wrk_available, wrk_version
+from results_files import REPO, RESULTS, run_main, save_results
 
-REPO = Path(__file__).resolve().parent.parent
-RESULTS = REPO / "bench" / "results"
 ENDPOINT = "bench-chat"
 UPSTREAM_MODEL = "gpt-4o-mini"
 UPSTREAM_KEY = "sk-bench-upstream"  # the fake upstream's key; not a secret
@@ -505,18 +504,6 @@ def render(runs: Runs, opts: Options, header: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def save(text: str, label: str | None, out_dir: Path) -> list[Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    suffix = f"-{re.sub(r'[^A-Za-z0-9_.-]+', '_', label)}" if label else ""
-    paths = [out_dir / f"proxy-{stamp}{suffix}.md", out_dir / "proxy-latest.md"]
-    if suffix:
-        paths.append(out_dir / f"proxy{suffix}-latest.md")
-    for path in paths:
-        path.write_text(text)
-    return paths
-
-
 # ---------------------------------------------------------------------------------------------- main
 def parse_duration(text: str) -> int:
     """``10s``, ``1m``, ``10`` -> whole seconds (wrk takes whole seconds)."""
@@ -659,8 +646,7 @@ def main(argv: list[str] | None = None) -> int:
     text = render(runs, opts, header)
     print(text)
     if not args.quick or args.save:
-        for path in save(text, args.label, args.out_dir):
-            print(f"saved {path.relative_to(REPO) if path.is_relative_to(REPO) else path}", file=sys.stderr)
+        save_results(text, "proxy", args.out_dir, args.label)
     failed = [f"{name} c={c}" for (name, c), results in runs.items() if any(r.load.error_total for r in results)]
     if failed:
         print(f"ERROR: requests failed in: {', '.join(failed)} (see the errors column)", file=sys.stderr)
@@ -669,8 +655,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("interrupted; child processes stopped", file=sys.stderr)
-        sys.exit(130)
+    run_main(main)

@@ -22,7 +22,6 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 
@@ -31,8 +30,6 @@ import httpx
 import orjson
 from loadgen import new_event_loop, percentile
 from proxy_bench import (
-    REPO,
-    RESULTS,
     UPSTREAM_KEY,
     UPSTREAM_MODEL,
     ChildProcesses,
@@ -43,6 +40,7 @@ from proxy_bench import (
     start_fake_upstream,
     terminate_as_interrupt,
 )
+from results_files import RESULTS, run_main, save_results
 
 from modelgate.providers.http import new_http_client, post
 
@@ -250,11 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     text = render(runs, args.concurrency, header, args.rounds, args.requests)
     print(text)
     if not args.quick or args.save:
-        args.out_dir.mkdir(parents=True, exist_ok=True)
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        for path in (args.out_dir / f"upstream-clients-{stamp}.md", args.out_dir / "upstream-clients-latest.md"):
-            path.write_text(text)
-            print(f"saved {path.relative_to(REPO) if path.is_relative_to(REPO) else path}", file=sys.stderr)
+        save_results(text, "upstream-clients", args.out_dir)
     if any(r.errors for results in runs.values() for r in results):
         print("ERROR: some requests failed (see the errors column)", file=sys.stderr)
         return 1
@@ -262,8 +256,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("interrupted; child processes stopped", file=sys.stderr)
-        sys.exit(130)
+    run_main(main)

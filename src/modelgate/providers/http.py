@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import AsyncIterator
-from typing import Any
 
 from pyreqwest.client import Client, ClientBuilder
 from pyreqwest.exceptions import RequestError
@@ -112,6 +111,6 @@ async def post(http: HttpClient, url: str, data: bytes, headers: dict[str, str],
 
 async def post_form(http: HttpClient, url: str, form: dict[str, str], timeout_s: float) -> tuple[int, bytes]:
     """POST an urlencoded form (OAuth token requests); returns the status and the body."""
-    builder: Any = http.post(url).form(form).timeout(dt.timedelta(seconds=timeout_s))
+    builder = http.post(url).form(form).timeout(dt.timedelta(seconds=timeout_s))
     response = await builder.build().send()
     return response.status, bytes(await response.bytes())
