@@ -52,6 +52,11 @@ def _images(request: ChatRequest) -> list[_Located]:
     return found
 
 
+def has_images(request: Any) -> bool:
+    """Whether a request has any content-part list (where images live); cheap enough for every query."""
+    return isinstance(request, ChatRequest) and any(isinstance(m.content, list) for m in request.messages)
+
+
 async def prepare_images(request: Any) -> Any:
     """Check and normalise the images of a chat request in place (other requests pass untouched)."""
     if not isinstance(request, ChatRequest):

@@ -3,7 +3,7 @@
 Accepted: `Bearer <token>` and Basic `token:<token>` (what `curl -u token:$DATABRICKS_TOKEN` sends).
 Tokens are checked by a chain of verifiers (personal access tokens here; OAuth access tokens plug in the
 same way). Results are cached by token hash for a few seconds so the hot path is a dict lookup; a local
-revocation drops the entry at once, other processes see it within the cache TTL. When an entry expires,
+revocation drops the entries at once, other processes see it within the cache TTL. When an entry expires,
 the requests that arrive meanwhile share one lookup: at 64 in flight, each expiry had cost 64 queries.
 """
 
@@ -42,7 +42,9 @@ _MISSING = (
 class Authenticator:
     def __init__(self, db: Database) -> None:
         self._db = db
-        self._cache: dict[str, tuple[Principal | None, float]] = {}
+        # Keyed by the Authorization header as sent, so a hit costs one dict lookup (no parsing, no hash);
+        # each entry keeps its token's hash so that a revocation can find it.
+        self._cache: dict[str, tuple[Principal | None, float, str]] = {}
         self._lookups: dict[str, asyncio.Future[tuple[Principal | None, float | None]]] = {}
         self._verifiers: list[TokenVerifier] = [self._verify_pat]
 
@@ -50,27 +52,31 @@ class Authenticator:
         self._verifiers.append(verifier)
 
     async def authenticate(self, authorization: str | None) -> Principal:
-        token = extract_token(authorization)
-        key = hashlib.sha256(token.encode()).hexdigest()
+        if not authorization:
+            raise Unauthenticated(_MISSING)
         now = time.time()
-        hit = self._cache.get(key)
+        hit = self._cache.get(authorization)
         if hit is not None and hit[1] > now:
             if hit[0] is None:
                 raise Unauthenticated("Invalid access token.")
             return hit[0]
+        token = extract_token(authorization)
+        key = hashlib.sha256(token.encode()).hexdigest()
         principal, expires = await self._verify_once(token, key)
         until = now + CACHE_TTL_SECONDS
         if expires is not None:
             until = min(until, expires)
         if len(self._cache) >= MAX_CACHE_ENTRIES:
             self._cache.clear()
-        self._cache[key] = (principal, until)
+        self._cache[authorization] = (principal, until, key)
         if principal is None:
             raise Unauthenticated("Invalid access token.")
         return principal
 
     def forget(self, token_hash: str) -> None:
-        self._cache.pop(token_hash, None)
+        """Drop a revoked token at once (it may be cached under several header spellings)."""
+        for header in [h for h, entry in self._cache.items() if entry[2] == token_hash]:
+            del self._cache[header]
 
     def forget_all(self) -> None:
         self._cache.clear()

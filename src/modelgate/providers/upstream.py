@@ -105,7 +105,8 @@ def _parse_retry_after(value: str | None) -> int | None:
 
 # Dispatch lowers this while another served entity can take the request (fallbacks), so a failing entity
 # hands over at once instead of spending the whole retry budget first.
-RETRY_BUDGET_CAP: contextvars.ContextVar[float] = contextvars.ContextVar("retry_budget_cap", default=float("inf"))
+NO_CAP = float("inf")
+RETRY_BUDGET_CAP: contextvars.ContextVar[float] = contextvars.ContextVar("retry_budget_cap", default=NO_CAP)
 
 
 class UpstreamClient:

@@ -29,11 +29,11 @@ from modelgate.protocol.chat import ChatRequest
 from modelgate.protocol.completions import CompletionRequest
 from modelgate.protocol.embeddings import EmbeddingRequest
 from modelgate.providers.base import Provider
-from modelgate.providers.upstream import RETRY_BUDGET_CAP
+from modelgate.providers.upstream import NO_CAP, RETRY_BUDGET_CAP
 from modelgate.serving.records import CallRecord, Observer
 from modelgate.serving.registry import EndpointRegistry, EndpointRuntime, EntityRuntime
 from modelgate.serving.streams import normalized_events
-from modelgate.vision import image_tokens, prepare_images
+from modelgate.vision import has_images, image_tokens, prepare_images
 
 log = logging.getLogger(__name__)
 
@@ -105,10 +105,13 @@ class InvocationService:
         self._inflight: dict[tuple[str, str, str], asyncio.Future[CallResult]] = {}
 
     # -- resolution --------------------------------------------------------------------------------
-    async def _targets(
-        self, principal: Principal, name: str, task: str, served_entity: str | None
-    ) -> tuple[EndpointRuntime, list[EntityRuntime]]:
-        rt = await self.registry.get(name)
+    @staticmethod
+    def _resolve(
+        principal: Principal, rt: EndpointRuntime, task: str, served_entity: str | None
+    ) -> list[EntityRuntime]:
+        """The served entities to try, in order: the one named, or the traffic split's pick (then the
+        fallbacks when the AI Gateway enables them)."""
+        name = rt.name
         require(principal, rt.acl, rt.creator, Level.CAN_QUERY, name)
         if rt.task and rt.task != task:
             raise BadRequest(
@@ -122,11 +125,11 @@ class InvocationService:
                     f"Served entity '{served_entity}' does not exist in endpoint '{name}' "
                     f"(served entities: {', '.join(rt.entities)})."
                 )
-            return rt, [ent]
-        order = rt.splitter.order()
-        fallback = bool(((rt.ai_gateway or {}).get("fallback_config") or {}).get("enabled"))
-        names = order if fallback else order[:1]
-        return rt, [rt.entities[n] for n in names if n in rt.entities]
+            return [ent]
+        if not rt.fallback:
+            first = rt.splitter.pick()
+            return [rt.entities[first]] if first is not None and first in rt.entities else []
+        return [rt.entities[n] for n in rt.splitter.order() if n in rt.entities]
 
     @staticmethod
     def _backend(ent: EntityRuntime) -> Provider:
@@ -151,10 +154,10 @@ class InvocationService:
         )
 
     async def _admit(self, rt: EndpointRuntime, principal: Principal, record: CallRecord) -> Admission | None:
-        if self.limiter is None or not rt.ai_gateway or not rt.ai_gateway.get("rate_limits"):
+        if self.limiter is None or not rt.rate_limits:
             return None
         try:
-            return await self.limiter.admit(rt.id, rt.name, rt.ai_gateway, principal)
+            return await self.limiter.admit(rt.id, rt.name, rt.ai_gateway or {}, principal)
         except RequestLimitExceeded:
             record.rate_limited = True
             raise
@@ -167,7 +170,7 @@ class InvocationService:
 
     async def _guard_input(self, rt: EndpointRuntime, request: Any, record: CallRecord) -> Any:
         """The request as the model should see it (PII masked), or GuardrailBlocked."""
-        if self.guardrails is None or not _has_guardrails(rt, "input"):
+        if self.guardrails is None or not rt.input_guardrails:
             return request
         try:
             checked = await self.guardrails.check_input(rt.ai_gateway, request)
@@ -178,10 +181,21 @@ class InvocationService:
             record.request, record.request_body = checked, None  # store what the model was sent
         return checked
 
-    def _finish(self, record: CallRecord, admission: Admission | None = None) -> None:
+    async def _prepare(self, rt: EndpointRuntime, principal: Principal, request: Any, record: CallRecord) -> Any:
+        """Images, rate limits, input guardrails: the request as the model gets it. Most endpoints use none
+        of them, so each is tested before any coroutine is made."""
+        if has_images(request):
+            request = await prepare_images(request)  # vision layer: check/scale images before any provider
+        if rt.rate_limits:
+            record.admission = await self._admit(rt, principal, record)
+        if rt.input_guardrails:
+            request = await self._guard_input(rt, request, record)
+        return request
+
+    def _finish(self, record: CallRecord) -> None:
         record.duration_s = time.perf_counter() - record.started
-        if admission is not None and self.limiter is not None:
-            self.limiter.charge(admission, record.prompt_tokens + record.completion_tokens)
+        if record.admission is not None and self.limiter is not None:
+            self.limiter.charge(record.admission, record.prompt_tokens + record.completion_tokens)
         for observer in self.observers:
             try:
                 observer(record)
@@ -189,7 +203,7 @@ class InvocationService:
                 log.exception("observer %r failed", observer)
 
     # -- non-streaming -------------------------------------------------------------------------------
-    async def call(
+    def call(
         self,
         principal: Principal,
         name: str,
@@ -197,10 +211,19 @@ class InvocationService:
         served_entity: str | None = None,
         *,
         body: Json | None = None,
-    ) -> CallResult:
-        """Answer one query. `body` is the client's parsed JSON, kept for the inference table as sent."""
+    ) -> Awaitable[CallResult]:
+        """Answer one query. `body` is the client's parsed JSON, kept for the inference table as sent.
+
+        Not a coroutine itself: without a client_request_id it hands back `_call`'s, one frame fewer."""
         if request.client_request_id is None:
-            return await self._call(principal, name, request, served_entity, body)
+            return self._call(principal, name, request, served_entity, body)
+        return self._call_once(principal, name, request, served_entity, body)
+
+    async def _call_once(
+        self, principal: Principal, name: str, request: Request, served_entity: str | None, body: Json | None
+    ) -> CallResult:
+        """A request re-sent with the same client_request_id while the first is running joins the first."""
+        assert request.client_request_id is not None
         key = (name, f"{principal.kind}:{principal.name}", request.client_request_id)
         running = self._inflight.get(key)
         if running is not None:
@@ -222,15 +245,19 @@ class InvocationService:
         self, principal: Principal, name: str, request: Request, served_entity: str | None, body: Json | None
     ) -> CallResult:
         task = task_of(request)
-        rt, targets = await self._targets(principal, name, task, served_entity)
+        rt = self.registry.cached(name) or await self.registry.get(name)
+        targets = self._resolve(principal, rt, task, served_entity)
         record = self._record(principal, rt, request, stream=False)
         record.request_body = body
-        admission: Admission | None = None
         try:
-            request = await prepare_images(request)  # vision layer: check/scale images before any provider
-            admission = await self._admit(rt, principal, record)
-            checked = await self._guard_input(rt, request, record)
-            body, ent = await self._first_success(targets, lambda backend: _method(backend, checked))
+            if rt.rate_limits or rt.input_guardrails or has_images(request):
+                request = await self._prepare(rt, principal, request, record)
+            if len(targets) == 1 and RETRY_BUDGET_CAP.get() == NO_CAP:  # the common case, without the loop
+                ent = targets[0]
+                body = await _method(self._backend(ent), request)
+            else:
+                checked = request
+                body, ent = await self._first_success(targets, lambda backend: _method(backend, checked))
             record.served_entity = ent.name
             if isinstance(request, EmbeddingRequest) and request.encoding_format == "base64":
                 encode_embeddings_base64(body)
@@ -240,11 +267,7 @@ class InvocationService:
                 body["usage"] = usage
             record.set_usage(usage)
             record.response = body
-            if (
-                self.guardrails is not None
-                and _has_guardrails(rt, "output")
-                and not isinstance(request, EmbeddingRequest)
-            ):
+            if rt.output_guardrails and self.guardrails is not None and not isinstance(request, EmbeddingRequest):
                 try:
                     body = await self.guardrails.check_output(rt.ai_gateway, body)
                 except GuardrailBlocked:
@@ -258,7 +281,7 @@ class InvocationService:
             record.status_code, record.error_code = 499, "CANCELLED"
             raise
         finally:
-            self._finish(record, admission)
+            self._finish(record)
 
     async def _first_success(
         self, targets: list[EntityRuntime], call: Callable[[Provider], Awaitable[Any]]
@@ -266,7 +289,7 @@ class InvocationService:
         last: ModelgateError | None = None
         for i, ent in enumerate(targets):
             # Only the last candidate spends the retry budget; the others fail over at once.
-            cap = RETRY_BUDGET_CAP.set(float("inf") if i == len(targets) - 1 else 0.0)
+            cap = RETRY_BUDGET_CAP.set(NO_CAP if i == len(targets) - 1 else 0.0)
             try:
                 return await call(self._backend(ent)), ent
             except ModelgateError as exc:
@@ -300,7 +323,8 @@ class InvocationService:
     ) -> StreamResult:
         """Open the stream (errors before the first chunk raise here), then hand back the chunks."""
         task = task_of(request)
-        rt, targets = await self._targets(principal, name, task, served_entity)
+        rt = self.registry.cached(name) or await self.registry.get(name)
+        targets = self._resolve(principal, rt, task, served_entity)
         record = self._record(principal, rt, request, stream=True)
         record.request_body = body
 
@@ -312,11 +336,8 @@ class InvocationService:
                 first = {"choices": []}
             return first, it
 
-        admission: Admission | None = None
         try:
-            request = await prepare_images(request)  # vision layer: check/scale images before any provider
-            admission = await self._admit(rt, principal, record)
-            request = await self._guard_input(rt, request, record)
+            request = await self._prepare(rt, principal, request, record)
             (first, rest), ent = await self._first_success(targets, open_stream)
         except ModelgateError as exc:
             record.status_code, record.error_code = exc.status, exc.error_code
@@ -327,7 +348,7 @@ class InvocationService:
             self._finish(record)
             raise
         record.served_entity = ent.name
-        return StreamResult(ent.name, self._tracked(record, request, first, rest, admission))
+        return StreamResult(ent.name, self._tracked(record, request, first, rest))
 
     async def _tracked(
         self,
@@ -335,7 +356,6 @@ class InvocationService:
         request: ChatRequest | CompletionRequest,
         first: Json,
         rest: AsyncIterator[Json],
-        admission: Admission | None,
     ) -> AsyncIterator[Json]:
         out_chars = 0
         texts: dict[int, list[str]] = {}
@@ -384,11 +404,7 @@ class InvocationService:
         finally:
             await events.aclose()
             record.response = aggregate_stream(record, texts)
-            self._finish(record, admission)
-
-
-def _has_guardrails(rt: EndpointRuntime, side: str) -> bool:
-    return bool(((rt.ai_gateway or {}).get("guardrails") or {}).get(side))
+            self._finish(record)
 
 
 def aggregate_stream(record: CallRecord, texts: dict[int, list[str]]) -> Json:

@@ -50,6 +50,7 @@ class CallRecord:
     ai_gateway: dict[str, Any] | None = None
     guardrail_blocked: str | None = None  # "input" or "output" when a guardrail refused the query
     rate_limited: bool = False  # refused by the endpoint's own AI Gateway limits (not by the upstream)
+    admission: Any = None  # the rate limiter's admission, charged with the tokens used when the query ends
 
     def set_usage(self, usage: dict[str, Any] | None) -> None:
         if usage:

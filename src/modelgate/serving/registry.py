@@ -51,6 +51,19 @@ class EndpointRuntime:
     acl: dict[AclKey, Level]
     ai_gateway: dict[str, Any] | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+    # What the AI Gateway config switches on, worked out once so queries test a flag, not nested dicts.
+    fallback: bool = field(init=False)
+    rate_limits: bool = field(init=False)
+    input_guardrails: bool = field(init=False)
+    output_guardrails: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        gateway = self.ai_gateway or {}
+        self.fallback = bool((gateway.get("fallback_config") or {}).get("enabled"))
+        self.rate_limits = bool(gateway.get("rate_limits"))
+        guardrails = gateway.get("guardrails") or {}
+        self.input_guardrails = bool(guardrails.get("input"))
+        self.output_guardrails = bool(guardrails.get("output"))
 
 
 def load_endpoint_row(s: Session, name: str) -> tuple[Endpoint, list[EndpointPermission]] | None:
@@ -93,6 +106,10 @@ class EndpointRegistry:
             await self._close(rt)
         self._runtimes.clear()
 
+    def cached(self, name: str) -> EndpointRuntime | None:
+        """The runtime if it is built already (the query path's common case: no coroutine, no await)."""
+        return self._runtimes.get(name)
+
     async def get(self, name: str) -> EndpointRuntime:
         rt = self._runtimes.get(name)
         if rt is not None:
@@ -119,9 +136,6 @@ class EndpointRegistry:
         for rt in dropped:
             task = asyncio.ensure_future(self._close(rt))
             task.add_done_callback(lambda _t: None)
-
-    def cached(self) -> list[EndpointRuntime]:
-        return list(self._runtimes.values())
 
     async def _load_once(self, name: str) -> EndpointRuntime | None:
         # Concurrent first queries for one endpoint share a single load.
