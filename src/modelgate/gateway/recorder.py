@@ -1,7 +1,7 @@
 """Turns finished queries into usage rows and inference-table rows (an observer of InvocationService).
 
-Runs on the request path only to copy a few fields and enqueue; serialising payloads to JSON happens in the
-writer thread, when the row is written.
+Runs on the request path only to enqueue the finished query's record; its rows (payloads as JSON, character
+counts, the driver's values) are built in the writer thread.
 """
 
 from __future__ import annotations
@@ -11,31 +11,24 @@ from typing import Any
 
 import orjson
 
+from modelgate.gateway.sqlvalues import SqlValues
 from modelgate.gateway.tables import USAGE_TABLE, payload_table_name
 from modelgate.gateway.writer import GatewayWriter
-from modelgate.serving.records import CallRecord
+from modelgate.serving.records import CallRecord, request_chars
 
 MAX_PAYLOAD_BYTES = 1024 * 1024
 
 
-class LazyJson:
-    """A payload turned into JSON text only when the writer thread needs it."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: Any) -> None:
-        self._value = value
-
-    def render(self) -> bytes:
-        value = self._value
-        if hasattr(value, "model_dump"):
-            value = value.model_dump(mode="json", exclude_none=True, by_alias=True)
-        return orjson.dumps(value)
+def payload_json(value: Any) -> bytes:
+    """A request or response as JSON: the client's own bytes when we have them, else the parsed value."""
+    if isinstance(value, bytes):
+        return value
+    if hasattr(value, "model_dump"):
+        value = value.model_dump(mode="json", exclude_none=True, by_alias=True)
+    return orjson.dumps(value)
 
 
 def input_chars(record: CallRecord) -> int:
-    from modelgate.serving.dispatch import request_chars
-
     return request_chars(record.request)
 
 
@@ -81,61 +74,63 @@ class RecordedCall:
     def __init__(self, record: CallRecord) -> None:
         self.record = record
 
-    def rows(self) -> list[tuple[str, dict[str, Any]]]:
+    def rows(self, values: SqlValues) -> list[tuple[str, tuple[Any, ...]]]:
         record = self.record
         gateway = record.ai_gateway or {}
-        out: list[tuple[str, dict[str, Any]]] = []
+        out: list[tuple[str, tuple[Any, ...]]] = []
         if (gateway.get("usage_tracking_config") or {}).get("enabled"):
-            out.append((USAGE_TABLE, usage_row(record)))
+            out.append((USAGE_TABLE, usage_row(record, values)))
         table_cfg = gateway.get("inference_table_config") or {}
         if table_cfg.get("enabled"):
             fraction = float(table_cfg.get("sampling_fraction") or 1.0)
             if fraction >= 1.0 or _sampler.random() < fraction:
-                out.append((payload_table_name(table_cfg, record.endpoint), payload_row(record, fraction)))
+                out.append((payload_table_name(table_cfg, record.endpoint), payload_row(record, fraction, values)))
         return out
 
 
-def usage_row(record: CallRecord) -> dict[str, Any]:
-    return {
-        "databricks_request_id": record.request_id,
-        "client_request_id": record.client_request_id,
-        "requester": record.principal.name,
-        "endpoint_name": record.endpoint,
-        "endpoint_id": record.endpoint_id,
-        "served_entity_id": record.served_entity,
-        "status_code": record.status_code,
-        "usage_date": record.request_time,
-        "request_time": record.request_time,
-        "input_token_count": record.prompt_tokens,
-        "output_token_count": record.completion_tokens,
-        "input_character_count": input_chars(record),
-        "output_character_count": output_chars(record),
-        "usage_context": record.usage_context,
-        "request_streaming": record.streaming,
-    }
+def usage_row(record: CallRecord, values: SqlValues) -> tuple[Any, ...]:
+    """The `endpoint_usage` row, in the table's column order (tables.usage_table)."""
+    return (
+        record.request_id,  # databricks_request_id
+        record.client_request_id,
+        record.principal.name,  # requester
+        record.endpoint,  # endpoint_name
+        record.endpoint_id,
+        record.served_entity,  # served_entity_id
+        record.status_code,
+        values.date(record.request_time),  # usage_date
+        values.datetime(record.request_time),  # request_time
+        record.prompt_tokens,  # input_token_count
+        record.completion_tokens,  # output_token_count
+        input_chars(record),  # input_character_count
+        output_chars(record),  # output_character_count
+        values.json(record.usage_context),
+        values.boolean(record.streaming),  # request_streaming
+    )
 
 
-def payload_row(record: CallRecord, fraction: float) -> dict[str, Any]:
+def payload_row(record: CallRecord, fraction: float, values: SqlValues) -> tuple[Any, ...]:
+    """The `{catalog}.{schema}.{prefix}_payload` row, in the table's column order (tables.payload_table)."""
     errors: list[str] = []
     sent = record.request_body if record.request_body is not None else record.request
-    request_text = _bounded(LazyJson(sent).render(), "MAX_REQUEST_SIZE_EXCEEDED", errors)
+    request_text = _bounded(payload_json(sent), "MAX_REQUEST_SIZE_EXCEEDED", errors)
     response_text = None
     if record.response is not None:
-        response_text = _bounded(LazyJson(record.response).render(), "MAX_RESPONSE_SIZE_EXCEEDED", errors)
-    return {
-        "databricks_request_id": record.request_id,
-        "client_request_id": record.client_request_id,
-        "request_date": record.request_time,
-        "request_time": record.request_time,
-        "status_code": record.status_code,
-        "sampling_fraction": fraction,
-        "execution_duration_ms": int(record.duration_s * 1000),
-        "request": request_text,
-        "response": response_text,
-        "logging_error_codes": errors,
-        "served_entity_id": record.served_entity,
-        "requester": record.principal.name,
-    }
+        response_text = _bounded(payload_json(record.response), "MAX_RESPONSE_SIZE_EXCEEDED", errors)
+    return (
+        record.request_id,  # databricks_request_id
+        record.client_request_id,
+        values.date(record.request_time),  # request_date
+        values.datetime(record.request_time),  # request_time
+        record.status_code,
+        fraction,  # sampling_fraction
+        int(record.duration_s * 1000),  # execution_duration_ms
+        request_text,  # request
+        response_text,  # response
+        values.json(errors),  # logging_error_codes
+        record.served_entity,  # served_entity_id
+        record.principal.name,  # requester
+    )
 
 
 def _bounded(payload: bytes, code: str, errors: list[str]) -> str | None:

@@ -8,31 +8,31 @@ dropped and counted (`dropped`, exported as a metric), never silently and never 
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
-import operator
 import threading
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any, Protocol
 
-import orjson
-from sqlalchemy import JSON, Boolean, Date, DateTime, MetaData, Table
+from sqlalchemy import JSON, MetaData, Table
 
+from modelgate.gateway.sqlvalues import SqlValues, values_for
 from modelgate.gateway.tables import USAGE_TABLE, payload_table, usage_table
+from modelgate.scheduling import yield_to_request_thread
 from modelgate.store.db import Database
 
 log = logging.getLogger(__name__)
 
-# A row to insert: column name -> value. DateTime and Date columns take epoch seconds (a float).
-Row = dict[str, Any]
+# A row to insert: its values in the table's column order (without the autoincrement key), each already
+# as the driver takes it (see sqlvalues.py).
+Row = tuple[Any, ...]
 
 
 class RowSource(Protocol):
     """What the request path hands over: turned into rows by the writer thread, off the request path."""
 
-    def rows(self) -> Iterable[tuple[str, Row]]: ...
+    def rows(self, values: SqlValues) -> Iterable[tuple[str, Row]]: ...
 
 
 class GatewayWriter:
@@ -48,6 +48,7 @@ class GatewayWriter:
         self._tables: dict[str, Table] = {USAGE_TABLE: usage_table(self._metadata)}
         self._created: set[str] = set()
         self._plans: dict[str, _InsertPlan] = {}
+        self._values = values_for(db.engine.dialect.name)
         self.submitted = 0
         self.done = 0  # items taken and written (or counted as failed)
         self.dropped = 0
@@ -97,6 +98,7 @@ class GatewayWriter:
         The thread does not wait on each item: then every submit would wake it and, at low rates, each row
         would be its own transaction, paid for on the request path's core.
         """
+        yield_to_request_thread()  # accounting must never take the core from a request (modelgate.scheduling)
         while True:
             self._wake.wait(self.flush_interval_s)
             self._wake.clear()
@@ -136,7 +138,7 @@ class GatewayWriter:
         grouped: dict[str, list[Row]] = defaultdict(list)
         for item in batch:
             try:
-                for table, row in item.rows():
+                for table, row in item.rows(self._values):
                     grouped[table].append(row)
             except Exception as exc:  # a payload that cannot be rendered must not sink the batch
                 self.failed += 1
@@ -146,7 +148,7 @@ class GatewayWriter:
                 try:
                     plan = self._plan(name)
                     with self.db.engine.begin() as conn:
-                        conn.exec_driver_sql(plan.sql, [plan.params(row) for row in rows])
+                        conn.exec_driver_sql(plan.sql, rows)
                     self.written += len(rows)
                     break
                 except Exception as exc:  # the database may be briefly unavailable; retry, then count
@@ -157,86 +159,16 @@ class GatewayWriter:
                         time.sleep(0.2 * (attempt + 1))
 
 
-class _SqliteTimes:
-    """Epoch seconds as SQLAlchemy's SQLite DateTime/Date text (naive UTC), formatted once per second."""
-
-    def __init__(self) -> None:
-        self._second = -1
-        self._prefix = ""
-        self._date = ""
-
-    def _at(self, second: int) -> None:
-        when = dt.datetime.fromtimestamp(second, tz=dt.UTC)
-        self._second, self._prefix, self._date = second, when.strftime("%Y-%m-%d %H:%M:%S"), when.date().isoformat()
-
-    def datetime(self, value: float | None) -> str | None:
-        if value is None:
-            return None
-        second = int(value)
-        if second != self._second:
-            self._at(second)
-        return f"{self._prefix}.{int((value - second) * 1_000_000):06d}"
-
-    def date(self, value: float | None) -> str | None:
-        if value is None:
-            return None
-        second = int(value)
-        if second != self._second:
-            self._at(second)
-        return self._date
-
-
-def _utc_datetime(value: float | None) -> dt.datetime | None:
-    return None if value is None else dt.datetime.fromtimestamp(value, tz=dt.UTC)
-
-
-def _utc_date(value: float | None) -> dt.date | None:
-    return None if value is None else dt.datetime.fromtimestamp(value, tz=dt.UTC).date()
-
-
-def _json_text(value: Any) -> str | None:
-    return None if value is None else orjson.dumps(value).decode()
-
-
 class _InsertPlan:
-    """One INSERT for a table, run through the DB driver's own executemany.
-
-    SQLAlchemy's per-row parameter processing cost more than SQLite's insert itself; the few conversions the
-    columns need (JSON text, SQLite's datetime text, booleans) are done here instead.
-    """
+    """One INSERT for a table, in its column order (the autoincrement key left out), with the driver's
+    placeholders; run through the driver's own executemany."""
 
     def __init__(self, table: Table, dialect: Any) -> None:
         quote = dialect.identifier_preparer.quote_identifier
         sqlite = dialect.name == "sqlite"
-        times = _SqliteTimes()
         columns = [c for c in table.columns if not (c.primary_key and c.autoincrement)]
         self.names = [c.name for c in columns]
-        self.converters: list[Callable[[Any], Any] | None] = []
-        marks = []
-        for c in columns:
-            if isinstance(c.type, JSON):
-                self.converters.append(_json_text)
-                marks.append("?" if sqlite else "%s::json")
-                continue
-            if isinstance(c.type, DateTime):
-                self.converters.append(times.datetime if sqlite else _utc_datetime)
-            elif isinstance(c.type, Date):
-                self.converters.append(times.date if sqlite else _utc_date)
-            elif sqlite and isinstance(c.type, Boolean):
-                self.converters.append(lambda v: None if v is None else int(v))
-            else:
-                self.converters.append(None)
-            marks.append("?" if sqlite else "%s")
+        marks = ["?" if sqlite else "%s::json" if isinstance(c.type, JSON) else "%s" for c in columns]
         self.sql = (
             f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in self.names)}) VALUES ({', '.join(marks)})"
         )
-
-        # Rows carry every column (itemgetter picks them in C); only the few that need it are converted.
-        self._pick = operator.itemgetter(*self.names)
-        self._convert = [(i, conv) for i, conv in enumerate(self.converters) if conv is not None]
-
-    def params(self, row: Row) -> tuple[Any, ...]:
-        values = list(self._pick(row))
-        for i, conv in self._convert:
-            values[i] = conv(values[i])
-        return tuple(values)

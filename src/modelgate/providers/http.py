@@ -18,6 +18,8 @@ from pyreqwest.exceptions import RequestError
 from pyreqwest.request import StreamRequest
 from pyreqwest.response import Response
 
+from modelgate.scheduling import deprioritise_threads_named
+
 HttpClient = Client
 
 # Connection refused or reset, DNS, TLS, a body cut short, a timeout (those also subclass TimeoutError).
@@ -31,7 +33,7 @@ def new_http_client(*, max_connections: int, read_timeout_s: float, connect_time
     whole call, so a long stream that keeps sending is never cut. Proxies from the environment are ignored
     (as before with aiohttp's trust_env=False): upstream URLs go where the endpoint config says.
     """
-    return (
+    client = (
         ClientBuilder()
         .max_connections(max_connections)
         .pool_idle_timeout(dt.timedelta(seconds=60))
@@ -43,6 +45,18 @@ def new_http_client(*, max_connections: int, read_timeout_s: float, connect_time
         .error_for_status(False)
         .build()
     )
+    keep_io_threads_from_preempting()
+    return client
+
+
+# pyreqwest names its Tokio runtime's threads so (one I/O thread by default, made with the first client).
+IO_THREAD_PREFIX = "pyreqwest"
+
+
+def keep_io_threads_from_preempting() -> int:
+    """The I/O thread wakes for every send and every answer; see `modelgate.scheduling` for why it must not
+    preempt the event loop thread. Threads it starts later inherit the policy."""
+    return deprioritise_threads_named(IO_THREAD_PREFIX)
 
 
 class UpstreamResponse:

@@ -112,15 +112,15 @@ class QueryApp:
         try:
             # Authenticate before reading the body: anonymous callers learn nothing about it.
             who = await services.authenticator.authenticate(_header(scope, b"authorization"))
-            body = parse_json_object(await _read_body(scope, receive, services.settings.max_request_bytes))
-            name, served_entity, wire = self.parse(scope, body)
+            raw = await _read_body(scope, receive, services.settings.max_request_bytes)
+            name, served_entity, wire = self.parse(scope, parse_json_object(raw))
             invocations = services.invocations
             if not isinstance(wire, EmbeddingRequest) and wire.stream:
-                result = await invocations.stream(who, name, wire, served_entity, body=body)
+                result = await invocations.stream(who, name, wire, served_entity, raw_body=raw)
                 response = SSEResponse(_sse_bytes(result), headers={"served-model-name": result.served_entity})
                 await response(scope, receive, send)
                 return
-            done = await invocations.call(who, name, wire, served_entity, body=body)
+            done = await invocations.call(who, name, wire, served_entity, raw_body=raw)
         except _ClientGone:
             return
         except ModelgateError as exc:

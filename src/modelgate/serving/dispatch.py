@@ -30,7 +30,7 @@ from modelgate.protocol.completions import CompletionRequest
 from modelgate.protocol.embeddings import EmbeddingRequest
 from modelgate.providers.base import Provider
 from modelgate.providers.upstream import NO_CAP, RETRY_BUDGET_CAP
-from modelgate.serving.records import CallRecord, Observer
+from modelgate.serving.records import CallRecord, Observer, request_chars
 from modelgate.serving.registry import EndpointRegistry, EndpointRuntime, EntityRuntime
 from modelgate.serving.streams import normalized_events
 from modelgate.vision import has_images, image_tokens, prepare_images
@@ -62,14 +62,6 @@ def estimate_tokens(chars: int) -> int:
 def estimate_prompt_tokens(request: Request) -> int:
     """Prompt tokens when the model reports none: text by (characters + 1) / 4, images by w * h / 750."""
     return estimate_tokens(request_chars(request)) + image_tokens(request)
-
-
-def request_chars(request: Request) -> int:
-    if isinstance(request, ChatRequest):
-        return sum(len(m.text()) for m in request.messages)
-    if isinstance(request, CompletionRequest):
-        return sum(len(p) for p in request.prompts())
-    return sum(len(t) for t in request.inputs())
 
 
 def _retriable(exc: ModelgateError) -> bool:
@@ -210,17 +202,17 @@ class InvocationService:
         request: Request,
         served_entity: str | None = None,
         *,
-        body: Json | None = None,
+        raw_body: bytes | None = None,
     ) -> Awaitable[CallResult]:
-        """Answer one query. `body` is the client's parsed JSON, kept for the inference table as sent.
+        """Answer one query. `raw_body` is the client's JSON as sent, which the inference table keeps.
 
         Not a coroutine itself: without a client_request_id it hands back `_call`'s, one frame fewer."""
         if request.client_request_id is None:
-            return self._call(principal, name, request, served_entity, body)
-        return self._call_once(principal, name, request, served_entity, body)
+            return self._call(principal, name, request, served_entity, raw_body)
+        return self._call_once(principal, name, request, served_entity, raw_body)
 
     async def _call_once(
-        self, principal: Principal, name: str, request: Request, served_entity: str | None, body: Json | None
+        self, principal: Principal, name: str, request: Request, served_entity: str | None, raw_body: bytes | None
     ) -> CallResult:
         """A request re-sent with the same client_request_id while the first is running joins the first."""
         assert request.client_request_id is not None
@@ -231,7 +223,7 @@ class InvocationService:
         future: asyncio.Future[CallResult] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:
-            result = await self._call(principal, name, request, served_entity, body)
+            result = await self._call(principal, name, request, served_entity, raw_body)
             future.set_result(result)
             return result
         except BaseException as exc:
@@ -242,13 +234,13 @@ class InvocationService:
             del self._inflight[key]
 
     async def _call(
-        self, principal: Principal, name: str, request: Request, served_entity: str | None, body: Json | None
+        self, principal: Principal, name: str, request: Request, served_entity: str | None, raw_body: bytes | None
     ) -> CallResult:
         task = task_of(request)
         rt = self.registry.cached(name) or await self.registry.get(name)
         targets = self._resolve(principal, rt, task, served_entity)
         record = self._record(principal, rt, request, stream=False)
-        record.request_body = body
+        record.request_body = raw_body
         try:
             if rt.rate_limits or rt.input_guardrails or has_images(request):
                 request = await self._prepare(rt, principal, request, record)
@@ -319,14 +311,14 @@ class InvocationService:
         request: ChatRequest | CompletionRequest,
         served_entity: str | None = None,
         *,
-        body: Json | None = None,
+        raw_body: bytes | None = None,
     ) -> StreamResult:
         """Open the stream (errors before the first chunk raise here), then hand back the chunks."""
         task = task_of(request)
         rt = self.registry.cached(name) or await self.registry.get(name)
         targets = self._resolve(principal, rt, task, served_entity)
         record = self._record(principal, rt, request, stream=True)
-        record.request_body = body
+        record.request_body = raw_body
 
         async def open_stream(backend: Provider) -> tuple[Json, AsyncIterator[Json]]:
             it = _stream_method(backend, request)

@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modelgate.auth.principal import Principal
+from modelgate.protocol.chat import ChatRequest
+from modelgate.protocol.completions import CompletionRequest
+from modelgate.protocol.embeddings import EmbeddingRequest
 
 _ids = random.Random()
 
@@ -30,8 +33,8 @@ class CallRecord:
     principal: Principal
     streaming: bool
     request: Any  # the validated wire model
-    # The body as the client sent it (parsed), which inference tables store; None once a guardrail changed it.
-    request_body: Any = None
+    # The body as the client sent it, which inference tables store; None once a guardrail changed the request.
+    request_body: bytes | None = None
     request_id: str = field(default_factory=new_request_id)
     client_request_id: str | None = None
     usage_context: dict[str, str] | None = None
@@ -60,3 +63,12 @@ class CallRecord:
 
 
 Observer = Callable[[CallRecord], None]
+
+
+def request_chars(request: ChatRequest | CompletionRequest | EmbeddingRequest) -> int:
+    """Characters of a request's text (usage tracking's input_character_count and token estimates)."""
+    if isinstance(request, ChatRequest):
+        return sum(len(m.text()) for m in request.messages)
+    if isinstance(request, CompletionRequest):
+        return sum(len(p) for p in request.prompts())
+    return sum(len(t) for t in request.inputs())
