@@ -77,18 +77,21 @@ class RecordedCall:
     def rows(self, values: SqlValues) -> list[tuple[str, tuple[Any, ...]]]:
         record = self.record
         gateway = record.ai_gateway or {}
+        # Both rows carry the request's date and time; each is formatted once.
+        when = (values.date(record.request_time), values.datetime(record.request_time))
         out: list[tuple[str, tuple[Any, ...]]] = []
         if (gateway.get("usage_tracking_config") or {}).get("enabled"):
-            out.append((USAGE_TABLE, usage_row(record, values)))
+            out.append((USAGE_TABLE, usage_row(record, values, when)))
         table_cfg = gateway.get("inference_table_config") or {}
         if table_cfg.get("enabled"):
             fraction = float(table_cfg.get("sampling_fraction") or 1.0)
             if fraction >= 1.0 or _sampler.random() < fraction:
-                out.append((payload_table_name(table_cfg, record.endpoint), payload_row(record, fraction, values)))
+                row = payload_row(record, fraction, values, when)
+                out.append((payload_table_name(table_cfg, record.endpoint), row))
         return out
 
 
-def usage_row(record: CallRecord, values: SqlValues) -> tuple[Any, ...]:
+def usage_row(record: CallRecord, values: SqlValues, when: tuple[Any, Any]) -> tuple[Any, ...]:
     """The `endpoint_usage` row, in the table's column order (tables.usage_table)."""
     return (
         record.request_id,  # databricks_request_id
@@ -98,8 +101,7 @@ def usage_row(record: CallRecord, values: SqlValues) -> tuple[Any, ...]:
         record.endpoint_id,
         record.served_entity,  # served_entity_id
         record.status_code,
-        values.date(record.request_time),  # usage_date
-        values.datetime(record.request_time),  # request_time
+        *when,  # usage_date, request_time
         record.prompt_tokens,  # input_token_count
         record.completion_tokens,  # output_token_count
         input_chars(record),  # input_character_count
@@ -109,7 +111,10 @@ def usage_row(record: CallRecord, values: SqlValues) -> tuple[Any, ...]:
     )
 
 
-def payload_row(record: CallRecord, fraction: float, values: SqlValues) -> tuple[Any, ...]:
+_NO_ERRORS = "[]"
+
+
+def payload_row(record: CallRecord, fraction: float, values: SqlValues, when: tuple[Any, Any]) -> tuple[Any, ...]:
     """The `{catalog}.{schema}.{prefix}_payload` row, in the table's column order (tables.payload_table)."""
     errors: list[str] = []
     sent = record.request_body if record.request_body is not None else record.request
@@ -120,14 +125,13 @@ def payload_row(record: CallRecord, fraction: float, values: SqlValues) -> tuple
     return (
         record.request_id,  # databricks_request_id
         record.client_request_id,
-        values.date(record.request_time),  # request_date
-        values.datetime(record.request_time),  # request_time
+        *when,  # request_date, request_time
         record.status_code,
         fraction,  # sampling_fraction
         int(record.duration_s * 1000),  # execution_duration_ms
         request_text,  # request
         response_text,  # response
-        values.json(errors),  # logging_error_codes
+        values.json(errors) if errors else _NO_ERRORS,  # logging_error_codes
         record.served_entity,  # served_entity_id
         record.principal.name,  # requester
     )

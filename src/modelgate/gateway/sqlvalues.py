@@ -33,28 +33,32 @@ class SqliteValues:
     """Epoch seconds as SQLAlchemy's SQLite DateTime/Date text (naive UTC), formatted once per second."""
 
     def __init__(self) -> None:
-        self._second = -1
+        self._current = -1
         self._prefix = ""
         self._date = ""
 
-    def _at(self, second: int) -> None:
-        when = dt.datetime.fromtimestamp(second, tz=dt.UTC)
-        self._second, self._prefix, self._date = second, when.strftime("%Y-%m-%d %H:%M:%S"), when.date().isoformat()
+    def _second(self, epoch_s: float) -> int:
+        """The whole second of `epoch_s`, its date and time prefix formatted when it changes."""
+        second = int(epoch_s)
+        if second != self._current:
+            when = dt.datetime.fromtimestamp(second, tz=dt.UTC)
+            self._current, self._prefix, self._date = (
+                second,
+                when.strftime("%Y-%m-%d %H:%M:%S"),
+                when.date().isoformat(),
+            )
+        return second
 
     def datetime(self, epoch_s: float | None) -> str | None:
         if epoch_s is None:
             return None
-        second = int(epoch_s)
-        if second != self._second:
-            self._at(second)
+        second = self._second(epoch_s)
         return f"{self._prefix}.{int((epoch_s - second) * 1_000_000):06d}"
 
     def date(self, epoch_s: float | None) -> str | None:
         if epoch_s is None:
             return None
-        second = int(epoch_s)
-        if second != self._second:
-            self._at(second)
+        self._second(epoch_s)
         return self._date
 
     json = staticmethod(_json_text)

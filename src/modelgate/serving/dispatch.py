@@ -24,7 +24,7 @@ from modelgate.errors import (
     TemporarilyUnavailable,
 )
 from modelgate.gateway.guardrails import GuardrailBlocked, Guardrails
-from modelgate.gateway.ratelimit import Admission, RateLimiter
+from modelgate.gateway.ratelimit import RateLimiter
 from modelgate.protocol.chat import ChatRequest
 from modelgate.protocol.completions import CompletionRequest
 from modelgate.protocol.embeddings import EmbeddingRequest
@@ -145,21 +145,6 @@ class InvocationService:
             ai_gateway=rt.ai_gateway,
         )
 
-    async def _admit(self, rt: EndpointRuntime, principal: Principal, record: CallRecord) -> Admission | None:
-        if self.limiter is None or not rt.rate_limits:
-            return None
-        try:
-            return await self.limiter.admit(rt.id, rt.name, rt.ai_gateway or {}, principal)
-        except RequestLimitExceeded:
-            record.rate_limited = True
-            raise
-        except Exception as exc:  # the shared counter store is down: refuse rather than ignore the limits
-            log.warning("rate limit counters unavailable: %s", type(exc).__name__)
-            raise TemporarilyUnavailable(
-                "Rate limits cannot be checked right now (the counter store is unreachable); retry shortly.",
-                retry_after=1,
-            ) from None
-
     async def _guard_input(self, rt: EndpointRuntime, request: Any, record: CallRecord) -> Any:
         """The request as the model should see it (PII masked), or GuardrailBlocked."""
         if self.guardrails is None or not rt.input_guardrails:
@@ -178,8 +163,18 @@ class InvocationService:
         of them, so each is tested before any coroutine is made."""
         if has_images(request):
             request = await prepare_images(request)  # vision layer: check/scale images before any provider
-        if rt.rate_limits:
-            record.admission = await self._admit(rt, principal, record)
+        if rt.rate_limits and self.limiter is not None:
+            try:
+                record.admission = await self.limiter.admit(rt.id, rt.name, rt.ai_gateway, principal)
+            except RequestLimitExceeded:
+                record.rate_limited = True
+                raise
+            except Exception as exc:  # the shared counter store is down: refuse rather than ignore the limits
+                log.warning("rate limit counters unavailable: %s", type(exc).__name__)
+                raise TemporarilyUnavailable(
+                    "Rate limits cannot be checked right now (the counter store is unreachable); retry shortly.",
+                    retry_after=1,
+                ) from None
         if rt.input_guardrails:
             request = await self._guard_input(rt, request, record)
         return request
