@@ -14,7 +14,7 @@ import orjson
 from modelgate.gateway.sqlvalues import SqlValues
 from modelgate.gateway.tables import USAGE_TABLE, payload_table_name
 from modelgate.gateway.writer import GatewayWriter
-from modelgate.serving.records import CallRecord, request_chars
+from modelgate.serving.records import CallRecord, new_request_id, request_chars
 
 MAX_PAYLOAD_BYTES = 1024 * 1024
 
@@ -77,24 +77,25 @@ class RecordedCall:
     def rows(self, values: SqlValues) -> list[tuple[str, tuple[Any, ...]]]:
         record = self.record
         gateway = record.ai_gateway or {}
-        # Both rows carry the request's date and time; each is formatted once.
+        # Both rows carry the request's id (made here: nothing else needs one), date and time.
+        request_id = new_request_id()
         when = (values.date(record.request_time), values.datetime(record.request_time))
         out: list[tuple[str, tuple[Any, ...]]] = []
         if (gateway.get("usage_tracking_config") or {}).get("enabled"):
-            out.append((USAGE_TABLE, usage_row(record, values, when)))
+            out.append((USAGE_TABLE, usage_row(record, request_id, values, when)))
         table_cfg = gateway.get("inference_table_config") or {}
         if table_cfg.get("enabled"):
             fraction = float(table_cfg.get("sampling_fraction") or 1.0)
             if fraction >= 1.0 or _sampler.random() < fraction:
-                row = payload_row(record, fraction, values, when)
+                row = payload_row(record, request_id, fraction, values, when)
                 out.append((payload_table_name(table_cfg, record.endpoint), row))
         return out
 
 
-def usage_row(record: CallRecord, values: SqlValues, when: tuple[Any, Any]) -> tuple[Any, ...]:
+def usage_row(record: CallRecord, request_id: str, values: SqlValues, when: tuple[Any, Any]) -> tuple[Any, ...]:
     """The `endpoint_usage` row, in the table's column order (tables.usage_table)."""
     return (
-        record.request_id,  # databricks_request_id
+        request_id,  # databricks_request_id
         record.client_request_id,
         record.principal.name,  # requester
         record.endpoint,  # endpoint_name
@@ -114,7 +115,9 @@ def usage_row(record: CallRecord, values: SqlValues, when: tuple[Any, Any]) -> t
 _NO_ERRORS = "[]"
 
 
-def payload_row(record: CallRecord, fraction: float, values: SqlValues, when: tuple[Any, Any]) -> tuple[Any, ...]:
+def payload_row(
+    record: CallRecord, request_id: str, fraction: float, values: SqlValues, when: tuple[Any, Any]
+) -> tuple[Any, ...]:
     """The `{catalog}.{schema}.{prefix}_payload` row, in the table's column order (tables.payload_table)."""
     errors: list[str] = []
     sent = record.request_body if record.request_body is not None else record.request
@@ -123,7 +126,7 @@ def payload_row(record: CallRecord, fraction: float, values: SqlValues, when: tu
     if record.response is not None:
         response_text = _bounded(payload_json(record.response), "MAX_RESPONSE_SIZE_EXCEEDED", errors)
     return (
-        record.request_id,  # databricks_request_id
+        request_id,  # databricks_request_id
         record.client_request_id,
         *when,  # request_date, request_time
         record.status_code,

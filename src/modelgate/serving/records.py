@@ -35,7 +35,6 @@ class CallRecord:
     request: Any  # the validated wire model
     # The body as the client sent it, which inference tables store; None once a guardrail changed the request.
     request_body: bytes | None = None
-    request_id: str = field(default_factory=new_request_id)
     client_request_id: str | None = None
     usage_context: dict[str, str] | None = None
     served_entity: str | None = None
