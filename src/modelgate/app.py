@@ -159,6 +159,8 @@ class ModelgateApp(Starlette):
     """Starlette, except that the query routes' POSTs (the hot path) skip routing and middleware: their apps
     answer every error themselves (routes/serving.py)."""
 
+    services: Services  # set at start-up (also as state.services, where Starlette routes look)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
             found = match_query_route(scope["path"])
@@ -197,6 +199,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         services = await _start(settings)
         app.state.services = services
+        if isinstance(app, ModelgateApp):
+            app.services = services
         settle_heap()
         try:
             yield

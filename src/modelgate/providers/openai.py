@@ -65,6 +65,8 @@ class OpenAIProvider(OpenAICompatibleProvider):
             self.base = base
             self.query = ""
         self.entra: EntraTokenSource | None = None
+        self._headers: dict[str, str] | None = None
+        self._headers_key: str | None = None
         if config.openai_api_type == "azuread":
             secret = self.secret(raw, "microsoft_entra_client_secret")
             assert secret is not None and config.microsoft_entra_client_id and config.microsoft_entra_tenant_id
@@ -95,9 +97,10 @@ class OpenAIProvider(OpenAICompatibleProvider):
         return config
 
     async def request_headers(self) -> dict[str, str]:
-        headers = self.headers()
-        if self.entra is not None:
-            headers["Authorization"] = f"Bearer {await self.entra.token()}"
+        if self.entra is None:
+            return self.headers()
+        headers = dict(self.headers())  # a copy: the cached one is shared
+        headers["Authorization"] = f"Bearer {await self.entra.token()}"
         return headers
 
     def url_for(self, route: str) -> str:
@@ -107,8 +110,12 @@ class OpenAIProvider(OpenAICompatibleProvider):
         return None if self.azure else self.model_name
 
     def headers(self) -> dict[str, str]:
-        headers = {"Content-Type": "application/json"}
+        """The upstream headers; one dict, rebuilt only when the key changes (a secret can be rotated).
+        Callers must not change it."""
         key = self.api_key.get() if self.api_key else None
+        if self._headers is not None and key == self._headers_key:
+            return self._headers
+        headers = {"Content-Type": "application/json"}
         if key:
             if self.azure:
                 headers["api-key"] = key
@@ -116,6 +123,7 @@ class OpenAIProvider(OpenAICompatibleProvider):
                 headers["Authorization"] = f"Bearer {key}"
         if self.cfg.openai_organization:
             headers["OpenAI-Organization"] = self.cfg.openai_organization
+        self._headers, self._headers_key = headers, key
         return headers
 
     def build_body(self, request: Any) -> Json:

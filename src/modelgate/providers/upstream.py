@@ -170,27 +170,36 @@ class UpstreamClient:
         """POST until a non-error response arrives, retrying transient failures within the budget.
 
         With `stream`, the caller reads the body and must close the response (`async with`)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + min(self.retry_budget_s, RETRY_BUDGET_CAP.get())
         data = orjson.dumps(body)
+        started = time.monotonic()
+        try:
+            return await self._attempt(url, data, headers, stream)
+        except _Transient as failure:  # the uncommon path: the budget counts from the first attempt
+            return await self._retry(url, data, headers, stream, failure, started)
+
+    async def _retry(
+        self, url: str, data: bytes, headers: dict[str, str], stream: bool, failure: _Transient, started: float
+    ) -> UpstreamResponse:
+        deadline = started + min(self.retry_budget_s, RETRY_BUDGET_CAP.get())
         attempt = 0
         while True:
+            wait = failure.wait_s if failure.wait_s is not None else backoff_s(attempt)
+            if time.monotonic() + wait > deadline:
+                raise failure.error from None
+            attempt += 1
+            log.info(
+                "%s upstream: transient %s (status %s); retry %d in %.2fs",
+                self.provider,
+                type(failure.error).__name__,
+                getattr(failure.error, "status", "-"),
+                attempt,
+                wait,
+            )
+            await asyncio.sleep(wait)
             try:
                 return await self._attempt(url, data, headers, stream)
-            except _Transient as failure:
-                wait = failure.wait_s if failure.wait_s is not None else backoff_s(attempt)
-                if loop.time() + wait > deadline:
-                    raise failure.error from None
-                attempt += 1
-                log.info(
-                    "%s upstream: transient %s (status %s); retry %d in %.2fs",
-                    self.provider,
-                    type(failure.error).__name__,
-                    getattr(failure.error, "status", "-"),
-                    attempt,
-                    wait,
-                )
-                await asyncio.sleep(wait)
+            except _Transient as again:
+                failure = again
 
     async def _attempt(self, url: str, data: bytes, headers: dict[str, str], stream: bool) -> UpstreamResponse:
         try:

@@ -63,19 +63,31 @@ def _model_for_body(body: Json) -> type[WireRequest]:
 
 
 # -- ASGI plumbing -----------------------------------------------------------------------------------
-def _header(scope: Scope, name: bytes) -> str | None:
+def _auth_and_length(scope: Scope) -> tuple[str | None, str | None]:
+    """The Authorization and Content-Length headers, in one pass over the headers."""
+    authorization = length = None
     for key, value in scope["headers"]:
-        if key == name:
-            return str(value.decode("latin-1"))
-    return None
+        if key == b"authorization":
+            authorization = value.decode("latin-1")
+        elif key == b"content-length":
+            length = value.decode("latin-1")
+    return authorization, length
 
 
-async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
-    check_declared_size(_header(scope, b"content-length"), limit)
-    chunks: list[bytes] = []
-    total = 0
+async def _read_body(receive: Receive, declared_length: str | None, limit: int) -> bytes:
+    check_declared_size(declared_length, limit)
+    message: Message = await receive()
+    if message["type"] == "http.disconnect":
+        raise _ClientGone
+    chunk = message.get("body", b"")
+    if not message.get("more_body", False):  # the usual case: the whole body in one message
+        if len(chunk) > limit:
+            raise PayloadTooLarge(f"Request body exceeds the limit of {limit} bytes.")
+        return bytes(chunk)
+    chunks = [chunk]
+    total = len(chunk)
     while True:
-        message: Message = await receive()
+        message = await receive()
         if message["type"] == "http.disconnect":
             raise _ClientGone
         chunk = message.get("body", b"")
@@ -84,7 +96,7 @@ async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
             raise PayloadTooLarge(f"Request body exceeds the limit of {limit} bytes.")
         chunks.append(chunk)
         if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            return b"".join(chunks)
 
 
 async def send_json(send: Send, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
@@ -108,11 +120,12 @@ class QueryApp:
         self.parse = parse
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        services: Services = scope["app"].state.services
+        services: Services = scope["app"].services
+        authorization, length = _auth_and_length(scope)
         try:
             # Authenticate before reading the body: anonymous callers learn nothing about it.
-            who = await services.authenticator.authenticate(_header(scope, b"authorization"))
-            raw = await _read_body(scope, receive, services.settings.max_request_bytes)
+            who = await services.authenticator.authenticate(authorization)
+            raw = await _read_body(receive, length, services.settings.max_request_bytes)
             name, served_entity, wire = self.parse(scope, parse_json_object(raw))
             invocations = services.invocations
             if not isinstance(wire, EmbeddingRequest) and wire.stream:
