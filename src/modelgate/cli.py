@@ -87,6 +87,9 @@ def serve(host: str, port: int, data_dir: Path | None, config_file: Path | None,
         "log_level": log_level,
         "access_log": False,
         "timeout_graceful_shutdown": 30,
+        # Nothing here uses the client's address, so uvicorn need not rewrite it from X-Forwarded-For: that
+        # middleware was one more ASGI layer on every request.
+        "proxy_headers": False,
     }
     if workers == 1:
         uvicorn.run(create_app(settings), **common)  # type: ignore[arg-type]
