@@ -160,7 +160,7 @@ class InvocationService:
 
     async def _prepare(self, rt: EndpointRuntime, principal: Principal, request: Any, record: CallRecord) -> Any:
         """Images, rate limits, input guardrails: the request as the model gets it. Most endpoints use none
-        of them, so each is tested before any coroutine is made."""
+        of them, so the non-streaming path tests for them before making this coroutine."""
         if has_images(request):
             request = await prepare_images(request)  # vision layer: check/scale images before any provider
         if rt.rate_limits and self.limiter is not None:
