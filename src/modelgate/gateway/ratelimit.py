@@ -109,11 +109,7 @@ class RateLimiter:
             return None
         now = time.time()
         window = int(now // WINDOW_S)
-        backend = self.backend
-        if isinstance(backend, MemoryCounters):  # one process: no I/O, so no coroutine to make and await
-            violated = backend.count_now(counters, window)
-        else:
-            violated = await backend.check_and_count(counters, window)
+        violated = await self.backend.check_and_count(counters, window)
         if violated is not None:
             retry = max(1, math.ceil((window + 1) * WINDOW_S - now))
             raise RequestLimitExceeded(
@@ -152,10 +148,6 @@ class MemoryCounters:
             self._window = window
 
     async def check_and_count(self, counters: list[Counter], window: int) -> Counter | None:
-        return self.count_now(counters, window)
-
-    def count_now(self, counters: list[Counter], window: int) -> Counter | None:
-        """`check_and_count` without the coroutine: the in-memory counters never wait."""
         self._roll(window)
         for c in counters:
             used = self._counts.get((c.key, window), 0)

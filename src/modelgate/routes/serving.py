@@ -76,18 +76,10 @@ def _auth_and_length(scope: Scope) -> tuple[str | None, str | None]:
 
 async def _read_body(receive: Receive, declared_length: str | None, limit: int) -> bytes:
     check_declared_size(declared_length, limit)
-    message: Message = await receive()
-    if message["type"] == "http.disconnect":
-        raise _ClientGone
-    chunk = message.get("body", b"")
-    if not message.get("more_body", False):  # the usual case: the whole body in one message
-        if len(chunk) > limit:
-            raise PayloadTooLarge(f"Request body exceeds the limit of {limit} bytes.")
-        return bytes(chunk)
-    chunks = [chunk]
-    total = len(chunk)
+    chunks: list[bytes] = []
+    total = 0
     while True:
-        message = await receive()
+        message: Message = await receive()
         if message["type"] == "http.disconnect":
             raise _ClientGone
         chunk = message.get("body", b"")
@@ -96,7 +88,7 @@ async def _read_body(receive: Receive, declared_length: str | None, limit: int) 
             raise PayloadTooLarge(f"Request body exceeds the limit of {limit} bytes.")
         chunks.append(chunk)
         if not message.get("more_body", False):
-            return b"".join(chunks)
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 async def send_json(send: Send, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
