@@ -47,12 +47,7 @@ def test_input_pii_block_and_mask(server: LiveServer, upstream: FakeUpstreamThre
         assert masked.status_code == 200
         assert upstream.requests[-1].json["messages"][0]["content"] == "card [CREDIT_CARD] please"
         # The inference table keeps what the model was sent, not the card number.
-        deadline = time.monotonic() + 15
-        rows: list[dict[str, object]] = []
-        while time.monotonic() < deadline and not rows:
-            rows = c.get("/api/2.0/serving-endpoints/gr-mask/inference-table").json()["rows"]
-            time.sleep(0.2)
-        assert len(rows) == 1
+        rows = _inference_rows(c, "gr-mask", 1)
         assert "4111" not in str(rows[0]["request"]) and "[CREDIT_CARD]" in str(rows[0]["request"])
         assert _chat(c, "gr-block", "nothing personal here").status_code == 200
         metrics = c.get("/api/2.0/serving-endpoints/gr-block/metrics").text
@@ -69,7 +64,8 @@ def test_invalid_keywords_and_output_masking(server: LiveServer, upstream: FakeU
                 "guardrails": {
                     "input": {"invalid_keywords": ["Project Falcon"]},
                     "output": {"pii": {"behavior": "MASK"}},
-                }
+                },
+                "inference_table_config": {"catalog_name": "main", "schema_name": "gr", "enabled": True},
             },
         )
         refused = _chat(c, "gr-out", "tell me about project falcon")
@@ -79,6 +75,21 @@ def test_invalid_keywords_and_output_masking(server: LiveServer, upstream: FakeU
         answer = _chat(c, "gr-out", "write to ops@example.com")
         assert answer.status_code == 200
         assert answer.json()["choices"][0]["message"]["content"] == "echo: write to [EMAIL_ADDRESS]"
+        # The inference table keeps the answer as the client got it: byte for byte, masked.
+        rows = _inference_rows(c, "gr-out", 2)
+        kept = next(row for row in rows if row["status_code"] == 200)
+        assert kept["response"] == answer.text
+        assert "ops@example.com" not in str(kept["response"])  # (the request, unguarded on input, has it)
+
+
+def _inference_rows(client: httpx.Client, name: str, count: int) -> list[dict[str, object]]:
+    deadline = time.monotonic() + 15
+    rows: list[dict[str, object]] = []
+    while time.monotonic() < deadline and len(rows) < count:
+        rows = client.get(f"/api/2.0/serving-endpoints/{name}/inference-table").json()["rows"]
+        time.sleep(0.2)
+    assert len(rows) == count, rows
+    return rows
 
 
 def test_topics_and_safety_need_their_endpoints(server: LiveServer, upstream: FakeUpstreamThread) -> None:

@@ -8,6 +8,7 @@ Date, 0/1 for SQLite booleans, JSON as text (PostgreSQL casts it with `::json` i
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 from typing import Any, Protocol
 
 import orjson
@@ -16,9 +17,9 @@ import orjson
 class SqlValues(Protocol):
     """Converts Python values to what one driver stores in a column of each kind."""
 
-    def datetime(self, epoch_s: float | None) -> Any: ...
-
-    def date(self, epoch_s: float | None) -> Any: ...
+    def moment(self, epoch_s: float) -> tuple[Any, Any]:
+        """A time as (its Date value, its DateTime value), in UTC."""
+        ...
 
     def json(self, value: Any) -> str | None: ...
 
@@ -30,36 +31,24 @@ def _json_text(value: Any) -> str | None:
 
 
 class SqliteValues:
-    """Epoch seconds as SQLAlchemy's SQLite DateTime/Date text (naive UTC), formatted once per second."""
+    """Epoch seconds as SQLAlchemy's SQLite Date and DateTime text (naive UTC); the part up to the second is
+    formatted once per second, which is most of the cost."""
 
     def __init__(self) -> None:
-        self._current = -1
-        self._prefix = ""
+        self._second = -1
         self._date = ""
+        self._prefix = ""
 
-    def _second(self, epoch_s: float) -> int:
-        """The whole second of `epoch_s`, its date and time prefix formatted when it changes."""
+    def moment(self, epoch_s: float) -> tuple[str, str]:
         second = int(epoch_s)
-        if second != self._current:
+        if second != self._second:
             when = dt.datetime.fromtimestamp(second, tz=dt.UTC)
-            self._current, self._prefix, self._date = (
+            self._second, self._date, self._prefix = (
                 second,
-                when.strftime("%Y-%m-%d %H:%M:%S"),
                 when.date().isoformat(),
+                when.strftime("%Y-%m-%d %H:%M:%S."),
             )
-        return second
-
-    def datetime(self, epoch_s: float | None) -> str | None:
-        if epoch_s is None:
-            return None
-        second = self._second(epoch_s)
-        return f"{self._prefix}.{int((epoch_s - second) * 1_000_000):06d}"
-
-    def date(self, epoch_s: float | None) -> str | None:
-        if epoch_s is None:
-            return None
-        self._second(epoch_s)
-        return self._date
+        return self._date, f"{self._prefix}{int((epoch_s - second) * 1_000_000):06d}"
 
     json = staticmethod(_json_text)
 
@@ -72,12 +61,9 @@ class DriverValues:
     """Drivers that take Python datetimes, dates and booleans themselves (psycopg)."""
 
     @staticmethod
-    def datetime(epoch_s: float | None) -> dt.datetime | None:
-        return None if epoch_s is None else dt.datetime.fromtimestamp(epoch_s, tz=dt.UTC)
-
-    @staticmethod
-    def date(epoch_s: float | None) -> dt.date | None:
-        return None if epoch_s is None else dt.datetime.fromtimestamp(epoch_s, tz=dt.UTC).date()
+    def moment(epoch_s: float) -> tuple[dt.date, dt.datetime]:
+        when = dt.datetime.fromtimestamp(epoch_s, tz=dt.UTC)
+        return when.date(), when
 
     json = staticmethod(_json_text)
 
@@ -87,4 +73,21 @@ class DriverValues:
 
 
 def values_for(dialect_name: str) -> SqlValues:
-    return SqliteValues() if dialect_name == "sqlite" else DriverValues()
+    if dialect_name != "sqlite":
+        return DriverValues()
+    bind_none_cheaply()
+    return SqliteValues()
+
+
+_NOTHING: dict[object, None] = {}
+
+
+def bind_none_cheaply() -> None:
+    """Make sqlite3 bind None without its adaptation lookups.
+
+    Python 3.11's sqlite3 adapts every None it binds: it looks up `__adapt__` and `__conform__`, and raises
+    and clears an AttributeError for each. That is ~0.7 µs per None, 2 µs for a query's rows. An adapter
+    registered for NoneType is found first. `{}.get` is a C callable that gives back None, which still
+    binds as NULL. The registry is process-wide, and this adapter changes no value anywhere.
+    """
+    sqlite3.register_adapter(type(None), _NOTHING.get)

@@ -6,6 +6,10 @@ identifier (query with `SELECT * FROM "main.default.chat_payload"`); they are cr
 
 from __future__ import annotations
 
+import random
+from dataclasses import dataclass
+from typing import Any
+
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -80,3 +84,32 @@ def payload_table_name(config: dict[str, object], endpoint: str) -> str:
     schema = config.get("schema_name") or "default"
     prefix = config.get("table_name_prefix") or endpoint
     return f"{catalog}.{schema}.{prefix}_payload"
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingPlan:
+    """What an endpoint's AI Gateway config asks to record of each query, worked out once per endpoint."""
+
+    usage: bool  # a row in endpoint_usage
+    payload_table: str | None  # the inference table, None when it is off
+    sampling_fraction: float = 1.0
+
+    def keeps_payload(self) -> bool:
+        """Whether this query's payload row is written (the sampling decision, made once per query)."""
+        if self.payload_table is None:
+            return False
+        return self.sampling_fraction >= 1.0 or _sampler.random() < self.sampling_fraction
+
+
+_sampler = random.Random()
+
+
+def recording_plan(endpoint: str, ai_gateway: dict[str, Any] | None) -> RecordingPlan | None:
+    """None when the endpoint records nothing (usage tracking and inference tables both off)."""
+    gateway = ai_gateway or {}
+    usage = bool((gateway.get("usage_tracking_config") or {}).get("enabled"))
+    table_cfg = gateway.get("inference_table_config") or {}
+    if not table_cfg.get("enabled"):
+        return RecordingPlan(usage=True, payload_table=None) if usage else None
+    fraction = float(table_cfg.get("sampling_fraction") or 1.0)
+    return RecordingPlan(usage, payload_table_name(table_cfg, endpoint), fraction)

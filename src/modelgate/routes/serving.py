@@ -92,7 +92,10 @@ async def _read_body(receive: Receive, declared_length: str | None, limit: int) 
 
 
 async def send_json(send: Send, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
-    body = orjson.dumps(payload, option=orjson.OPT_NON_STR_KEYS)
+    await send_json_bytes(send, status, orjson.dumps(payload, option=orjson.OPT_NON_STR_KEYS), headers)
+
+
+async def send_json_bytes(send: Send, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
     raw = [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())]
     for key, value in (headers or {}).items():
         raw.append((key.lower().encode("latin-1"), value.encode("latin-1")))
@@ -136,7 +139,7 @@ class QueryApp:
             err = InternalError("Internal error; the server log has the details.")
             await send_json(send, err.status, err.body())
             return
-        await send_json(send, 200, done.body, {"served-model-name": done.served_entity})
+        await send_json_bytes(send, 200, done.encoded(), {"served-model-name": done.served_entity})
 
 
 async def _sse_bytes(result: StreamResult) -> AsyncIterator[bytes]:

@@ -11,8 +11,10 @@ import logging
 import struct
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from modelgate.auth.permissions import Level, require
 from modelgate.auth.principal import Principal
@@ -72,6 +74,13 @@ def _retriable(exc: ModelgateError) -> bool:
 class CallResult:
     served_entity: str
     body: Json
+    _encoded: bytes | None = field(default=None, repr=False, compare=False)
+
+    def encoded(self) -> bytes:
+        """The body as JSON, made once: the inference table keeps the very bytes the client gets."""
+        if self._encoded is None:
+            self._encoded = orjson.dumps(self.body, option=orjson.OPT_NON_STR_KEYS)
+        return self._encoded
 
 
 @dataclass
@@ -142,7 +151,7 @@ class InvocationService:
             request=request,
             client_request_id=request.client_request_id,
             usage_context=request.usage_context,
-            ai_gateway=rt.ai_gateway,
+            recording=rt.recording,
         )
 
     async def _guard_input(self, rt: EndpointRuntime, request: Any, record: CallRecord) -> Any:
@@ -158,10 +167,12 @@ class InvocationService:
             record.request, record.request_body = checked, None  # store what the model was sent
         return checked
 
-    async def _prepare(self, rt: EndpointRuntime, principal: Principal, request: Any, record: CallRecord) -> Any:
+    async def _prepare(
+        self, rt: EndpointRuntime, principal: Principal, request: Any, record: CallRecord, images: bool
+    ) -> Any:
         """Images, rate limits, input guardrails: the request as the model gets it. Most endpoints use none
         of them, so the non-streaming path tests for them before making this coroutine."""
-        if has_images(request):
+        if images:
             request = await prepare_images(request)  # vision layer: check/scale images before any provider
         if rt.rate_limits and self.limiter is not None:
             try:
@@ -237,8 +248,9 @@ class InvocationService:
         record = self._record(principal, rt, request, stream=False)
         record.request_body = raw_body
         try:
-            if rt.rate_limits or rt.input_guardrails or has_images(request):
-                request = await self._prepare(rt, principal, request, record)
+            images = has_images(request)
+            if rt.rate_limits or rt.input_guardrails or images:
+                request = await self._prepare(rt, principal, request, record, images)
             if len(targets) == 1 and RETRY_BUDGET_CAP.get() == NO_CAP:  # the common case, without the loop
                 ent = targets[0]
                 body = await _method(self._backend(ent), request)
@@ -260,7 +272,10 @@ class InvocationService:
                 except GuardrailBlocked:
                     record.guardrail_blocked = "output"
                     raise
-            return CallResult(ent.name, body)
+            result = CallResult(ent.name, body)
+            if record.recording is not None and record.recording.payload_table is not None:
+                record.response_body = result.encoded()  # the inference table keeps the client's bytes
+            return result
         except ModelgateError as exc:
             record.status_code, record.error_code = exc.status, exc.error_code
             raise
@@ -324,7 +339,7 @@ class InvocationService:
             return first, it
 
         try:
-            request = await self._prepare(rt, principal, request, record)
+            request = await self._prepare(rt, principal, request, record, has_images(request))
             (first, rest), ent = await self._first_success(targets, open_stream)
         except ModelgateError as exc:
             record.status_code, record.error_code = exc.status, exc.error_code

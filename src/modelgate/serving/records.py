@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modelgate.auth.principal import Principal
+from modelgate.gateway.tables import RecordingPlan
 from modelgate.protocol.chat import ChatRequest
 from modelgate.protocol.completions import CompletionRequest
 from modelgate.protocol.embeddings import EmbeddingRequest
@@ -46,10 +47,12 @@ class CallRecord:
     completion_tokens: int = 0
     usage_reported: bool = False
     response: Any = None
+    # The response as the client got it (JSON), when an inference table will keep it; else made from `response`.
+    response_body: bytes | None = None
     duration_s: float = 0.0
     client_disconnected: bool = False
-    # The endpoint's AI Gateway config when the query ran (usage tracking, inference tables, limits).
-    ai_gateway: dict[str, Any] | None = None
+    # What the endpoint's AI Gateway config records of the query (usage row, inference table), if anything.
+    recording: RecordingPlan | None = None
     guardrail_blocked: str | None = None  # "input" or "output" when a guardrail refused the query
     rate_limited: bool = False  # refused by the endpoint's own AI Gateway limits (not by the upstream)
     admission: Any = None  # the rate limiter's admission, charged with the tokens used when the query ends
@@ -67,7 +70,11 @@ Observer = Callable[[CallRecord], None]
 def request_chars(request: ChatRequest | CompletionRequest | EmbeddingRequest) -> int:
     """Characters of a request's text (usage tracking's input_character_count and token estimates)."""
     if isinstance(request, ChatRequest):
-        return sum(len(m.text()) for m in request.messages)
+        total = 0
+        for message in request.messages:
+            content = message.content
+            total += len(content) if isinstance(content, str) else len(message.text())
+        return total
     if isinstance(request, CompletionRequest):
         return sum(len(p) for p in request.prompts())
     return sum(len(t) for t in request.inputs())

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from modelgate.auth.permissions import AclKey, Level
 from modelgate.errors import ResourceDoesNotExist
+from modelgate.gateway.tables import RecordingPlan, recording_plan
 from modelgate.providers.base import Provider
 from modelgate.serving.entities import EntityFactory
 from modelgate.serving.traffic import TrafficSplitter
@@ -56,6 +57,7 @@ class EndpointRuntime:
     rate_limits: bool = field(init=False)
     input_guardrails: bool = field(init=False)
     output_guardrails: bool = field(init=False)
+    recording: RecordingPlan | None = field(init=False)  # usage rows and inference-table rows
 
     def __post_init__(self) -> None:
         gateway = self.ai_gateway or {}
@@ -64,6 +66,7 @@ class EndpointRuntime:
         guardrails = gateway.get("guardrails") or {}
         self.input_guardrails = bool(guardrails.get("input"))
         self.output_guardrails = bool(guardrails.get("output"))
+        self.recording = recording_plan(self.name, self.ai_gateway)
 
 
 def load_endpoint_row(s: Session, name: str) -> tuple[Endpoint, list[EndpointPermission]] | None:
