@@ -54,7 +54,11 @@ def _images(request: ChatRequest) -> list[_Located]:
 
 def has_images(request: Any) -> bool:
     """Whether a request has any content-part list (where images live); cheap enough for every query."""
-    return isinstance(request, ChatRequest) and any(isinstance(m.content, list) for m in request.messages)
+    if isinstance(request, ChatRequest):
+        for message in request.messages:
+            if isinstance(message.content, list):
+                return True
+    return False
 
 
 async def prepare_images(request: Any) -> Any:

@@ -28,7 +28,7 @@ WINDOW_S = 60
 MAX_CACHED_CALLERS = 10_000
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Counter:
     key: str
     kind: str  # "calls" | "tokens"
@@ -36,7 +36,19 @@ class Counter:
     describe: str
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
+class CallerLimits:
+    """The counters that apply to one caller on one endpoint, split once by what they count."""
+
+    counters: list[Counter]
+    tokens: list[Counter]  # charged when the query ends
+
+    @classmethod
+    def of(cls, counters: list[Counter]) -> CallerLimits | None:
+        return cls(counters, [c for c in counters if c.kind == "tokens"]) if counters else None
+
+
+@dataclass(slots=True)
 class Admission:
     token_counters: list[Counter] = field(default_factory=list)
     window: int = 0
@@ -84,32 +96,32 @@ class RateLimiter:
     def __init__(self, backend: CounterBackend) -> None:
         self.backend = backend
         self._pending: set[asyncio.Task[None]] = set()
-        # (endpoint, caller) -> (the rules list they were built from, counters): rebuilt when the rules change.
-        self._applicable: dict[tuple[str, str, str, frozenset[str]], tuple[list[dict[str, Any]], list[Counter]]] = {}
+        # (endpoint, caller) -> (the rules list they were built from, limits): rebuilt when the rules change.
+        self._limits: dict[tuple[str, str, str, frozenset[str]], tuple[list[dict[str, Any]], CallerLimits | None]] = {}
 
-    def _counters_for(self, endpoint_id: str, rules: list[dict[str, Any]], who: Principal) -> list[Counter]:
+    def _limits_for(self, endpoint_id: str, rules: list[dict[str, Any]], who: Principal) -> CallerLimits | None:
         key = (endpoint_id, who.kind, who.name, who.groups)
-        hit = self._applicable.get(key)
+        hit = self._limits.get(key)
         if hit is not None and hit[0] is rules:
             return hit[1]
-        counters = applicable_counters(endpoint_id, rules, who)
-        if len(self._applicable) >= MAX_CACHED_CALLERS:
-            self._applicable.clear()
-        self._applicable[key] = (rules, counters)
-        return counters
+        limits = CallerLimits.of(applicable_counters(endpoint_id, rules, who))
+        if len(self._limits) >= MAX_CACHED_CALLERS:
+            self._limits.clear()
+        self._limits[key] = (rules, limits)
+        return limits
 
     async def admit(
         self, endpoint_id: str, endpoint: str, gateway: dict[str, Any] | None, who: Principal
     ) -> Admission | None:
-        rules = (gateway or {}).get("rate_limits") or []
+        rules = (gateway or {}).get("rate_limits")
         if not rules:
             return None
-        counters = self._counters_for(endpoint_id, rules, who)
-        if not counters:
+        limits = self._limits_for(endpoint_id, rules, who)
+        if limits is None:
             return None
         now = time.time()
         window = int(now // WINDOW_S)
-        violated = await self.backend.check_and_count(counters, window)
+        violated = await self.backend.check_and_count(limits.counters, window)
         if violated is not None:
             retry = max(1, math.ceil((window + 1) * WINDOW_S - now))
             raise RequestLimitExceeded(
@@ -117,8 +129,7 @@ class RateLimiter:
                 f"retry in {retry} s or ask the endpoint's manager to raise the limit.",
                 retry_after=retry,
             )
-        tokens = [c for c in counters if c.kind == "tokens"]
-        return Admission(tokens, window) if tokens else None
+        return Admission(limits.tokens, window) if limits.tokens else None
 
     def charge(self, admission: Admission | None, tokens: int) -> None:
         """Charge the tokens a finished request used (off the request path)."""
@@ -136,31 +147,39 @@ class RateLimiter:
 
 
 class MemoryCounters:
-    """Counters for one process."""
+    """Counters for one process: this minute's counts by counter key (the event loop is the only writer)."""
 
     def __init__(self) -> None:
-        self._counts: dict[tuple[str, int], int] = {}
+        self._counts: dict[str, int] = {}
         self._window = 0
 
-    def _roll(self, window: int) -> None:
+    def _counts_at(self, window: int) -> dict[str, int] | None:
+        """This window's counts, starting afresh when a new minute begins; None for a minute already over."""
         if window != self._window:
-            self._counts = {k: v for k, v in self._counts.items() if k[1] >= window}
-            self._window = window
+            if window < self._window:
+                return None
+            self._counts, self._window = {}, window
+        return self._counts
 
     async def check_and_count(self, counters: list[Counter], window: int) -> Counter | None:
-        self._roll(window)
+        counts = self._counts_at(window)
+        if counts is None:  # the clock stepped back into a minute already over: count it in this one
+            counts = self._counts
+        # Over a calls limit: one more would pass it; over a tokens limit: it is used up. Both read `>=`.
         for c in counters:
-            used = self._counts.get((c.key, window), 0)
-            if (c.kind == "calls" and used + 1 > c.limit) or (c.kind == "tokens" and used >= c.limit):
+            if counts.get(c.key, 0) >= c.limit:
                 return c
         for c in counters:
             if c.kind == "calls":
-                self._counts[(c.key, window)] = self._counts.get((c.key, window), 0) + 1
+                counts[c.key] = counts.get(c.key, 0) + 1
         return None
 
     async def add_tokens(self, counters: list[Counter], window: int, tokens: int) -> None:
+        counts = self._counts_at(window)
+        if counts is None:  # charged after its minute ended: that minute's limit no longer matters
+            return
         for c in counters:
-            self._counts[(c.key, window)] = self._counts.get((c.key, window), 0) + tokens
+            counts[c.key] = counts.get(c.key, 0) + tokens
 
 
 _CHECK_AND_COUNT = """
