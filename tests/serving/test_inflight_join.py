@@ -22,14 +22,22 @@ def test_same_client_request_id_joins_the_running_query(server: LiveServer, upst
             body = {"messages": [{"role": "user", "content": "join me"}], "client_request_id": client_request_id}
             return await ac.post("/serving-endpoints/join-slow/invocations", json=body)
 
+    def slow_calls() -> int:
+        return sum(1 for r in upstream.requests if r.json and r.json.get("model") == "slow-700")
+
     async def scenario() -> list[httpx.Response]:
         first = asyncio.create_task(send("retry-1"))
-        await asyncio.sleep(0.2)  # the first is now waiting on the slow model
+        # Once the model has the first query, the query is registered as running (a fixed sleep was not
+        # always long enough on a loaded machine); the slow model answers 0.7 s later.
+        for _ in range(1000):  # at most 10 s
+            if slow_calls() > before:
+                break
+            await asyncio.sleep(0.01)
         return await asyncio.gather(first, send("retry-1"), send("other-2"))
 
-    before = sum(1 for r in upstream.requests if r.json and r.json.get("model") == "slow-700")
+    before = slow_calls()
     a, b, other = asyncio.run(scenario())
-    after = sum(1 for r in upstream.requests if r.json and r.json.get("model") == "slow-700")
+    after = slow_calls()
     assert a.status_code == b.status_code == other.status_code == 200
     assert a.json() == b.json()  # the very same answer
     assert other.json()["id"] != a.json()["id"]
