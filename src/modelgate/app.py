@@ -298,7 +298,7 @@ async def _start(settings: Settings) -> Services:
         registry = EndpointRegistry(db, factory, poll_interval_s=settings.registry_poll_s)
         await registry.start()
         metrics = ServingMetrics()
-        writer = GatewayWriter(db)
+        writer = GatewayWriter(db, flush_interval_s=settings.gateway_flush_interval_s)
         writer.start()
         metrics.watch_writer(writer)
         counters = RedisCounters(settings.redis_url) if settings.redis_url else MemoryCounters()

@@ -37,6 +37,9 @@ class Settings:
     upstream_retry_budget_s: float = 30.0
     upstream_connections: int = 1000
     registry_poll_s: float = 1.0
+    # MODELGATE_GATEWAY_FLUSH_INTERVAL_S: how often the AI Gateway writer inserts the rows queued since its last
+    # batch; rows show in the tables within about this long. Larger batches cost a little less per row.
+    gateway_flush_interval_s: float = 0.25
     log_level: str = "info"
 
     @classmethod
@@ -55,6 +58,8 @@ class Settings:
             values["upstream_retry_budget_s"] = float(env["MODELGATE_UPSTREAM_RETRY_BUDGET_S"])
         if env.get("MODELGATE_UPSTREAM_TIMEOUT_S"):
             values["upstream_timeout_s"] = float(env["MODELGATE_UPSTREAM_TIMEOUT_S"])
+        if env.get("MODELGATE_GATEWAY_FLUSH_INTERVAL_S"):
+            values["gateway_flush_interval_s"] = float(env["MODELGATE_GATEWAY_FLUSH_INTERVAL_S"])
         if env.get("MODELGATE_MAX_REQUEST_BYTES"):
             values["max_request_bytes"] = int(env["MODELGATE_MAX_REQUEST_BYTES"])
         values.update({k: v for k, v in overrides.items() if v is not None})

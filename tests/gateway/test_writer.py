@@ -15,6 +15,7 @@ from sqlalchemy import text
 from modelgate.gateway.recorder import FinishedQuery
 from modelgate.gateway.tables import recording_plan
 from modelgate.gateway.writer import GatewayWriter
+from modelgate.settings import Settings
 from modelgate.store.db import Database
 
 COUNT = 70  # two statements of 32 rows, then 6 one by one
@@ -88,3 +89,22 @@ def test_rows_land_whole_and_in_order(database: Database) -> None:
         assert orjson.loads(request) == {"messages": [{"role": "user", "content": f"question {i}"}]}
         assert orjson.loads(response)["choices"][0]["message"]["content"] == f"answer {i}"
         assert client_id == (None if i % 2 else f"client-{i}")
+
+
+def test_rows_wait_for_the_flush_interval(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODELGATE_GATEWAY_FLUSH_INTERVAL_S", "3600")
+    interval = Settings.from_env(data_dir=tmp_path).gateway_flush_interval_s
+    assert interval == 3600.0
+    db = Database(f"sqlite:///{tmp_path / 'interval.db'}")
+    writer = GatewayWriter(db, flush_interval_s=interval)
+    writer.start()
+    try:
+        time.sleep(0.3)  # the thread is now asleep for the interval
+        writer.submit(_query("interval", 0))
+        time.sleep(0.5)
+        assert writer.written == 0  # nothing written before the interval ends or a flush is asked for
+        writer.flush()
+        assert writer.written == 2
+    finally:
+        writer.close()
+        db.dispose()
