@@ -1,0 +1,241 @@
+"""AI Gateway cost in instructions: modelgate under callgrind, a plain endpoint against a gateway-on one.
+
+Throughput on a shared machine moves by ±30% between runs (steal time, a neighbour's cache use), more than
+the gateway's own cost. Instructions do not depend on the neighbours. This bench runs one modelgate
+process under valgrind's callgrind, with two endpoints on the same fake upstream: `bench-chat`, with
+nothing on, and `bench-chat-gateway`, with `bench/gateway-on.json` (usage tracking, an inference table,
+a rate limit). It loads them in turn with wrk and, after each run, has callgrind dump the instructions of
+every thread since the last dump: the event loop, pyreqwest's I/O thread and the gateway writer. It prints
+instructions per request for each, and what the gateway adds.
+
+The counts are a proxy for CPU time: cache misses and IPC are not in them. Two things make them move a
+little (±4% between rounds):
+- the load's dynamics: how many requests one event-loop turn serves;
+- how many rows one writer batch holds.
+Under callgrind modelgate runs ~50 times slower, so the writer's flush interval is raised (default 5 s,
+`MODELGATE_GATEWAY_FLUSH_INTERVAL_S`): its batches then hold about as many rows as at full speed. After
+each run the bench waits until the writer has written that run's rows.
+
+    .venv/bin/python bench/gateway_instructions.py [--rounds 2] [--duration 15s] [--concurrency 8]
+
+Needs valgrind (Debian's package) and wrk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from loadgen import pin_prefix, run_wrk
+from proxy_bench import (
+    ENDPOINT,
+    GATEWAY_ENDPOINT,
+    ChildProcesses,
+    _free_port,
+    chat_body,
+    configure_endpoint,
+    machine_facts,
+    parse_duration,
+    start_fake_upstream,
+    terminate_as_interrupt,
+)
+from results_files import REPO, RESULTS, run_main, save_results
+
+GATEWAY_CONFIG = REPO / "bench" / "gateway-on.json"
+TARGET_GATEWAY_LOSS = 0.15  # issue 6
+
+
+@dataclass(frozen=True)
+class Sample:
+    endpoint: str
+    requests: int
+    instructions: int
+
+    @property
+    def per_request(self) -> float:
+        return self.instructions / self.requests
+
+
+def start_under_callgrind(
+    procs: ChildProcesses, out_dir: Path, data_dir: Path, admin: str, flush_s: float
+) -> tuple[str, int]:
+    port = _free_port()
+    env = {
+        **os.environ,
+        "MODELGATE_ADMIN_TOKEN": admin,
+        "MODELGATE_EXPOSE_DEFAULT_MODELS": "0",
+        "MODELGATE_GATEWAY_FLUSH_INTERVAL_S": str(flush_s),
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONHASHSEED": "0",  # the same dict layouts every run
+    }
+    env.pop("MODELGATE_DATABASE_URL", None)
+    cmd = [
+        *pin_prefix("0"), "valgrind", "--tool=callgrind", f"--callgrind-out-file={out_dir}/callgrind.%p",
+        sys.executable, "-m", "modelgate", "serve", "--port", str(port), "--data-dir", str(data_dir),
+        "--log-level", "warning",
+    ]  # fmt: skip
+    with (data_dir / "server.log").open("ab") as log:
+        proc = procs.start(cmd, env=env, stdout=log)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if httpx.get(url + "/health", timeout=10).status_code == 200:
+                return url, proc.pid
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    raise RuntimeError(f"modelgate under callgrind did not become healthy; see {data_dir / 'server.log'}")
+
+
+def dump_instructions(pid: int, out_dir: Path) -> int:
+    """Have callgrind write what it counted since the last dump; the instructions of all threads."""
+    before = set(out_dir.glob("callgrind.*"))
+    subprocess.run(["callgrind_control", "--dump", str(pid)], check=True, capture_output=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        new = set(out_dir.glob("callgrind.*")) - before
+        totals = [_totals(path) for path in new]
+        if new and all(t is not None for t in totals):
+            return sum(t for t in totals if t is not None)
+        time.sleep(0.5)
+    raise RuntimeError("callgrind wrote no dump within 60 s")
+
+
+def _totals(path: Path) -> int | None:
+    for line in path.read_text(errors="replace").splitlines():
+        if line.startswith("totals:"):
+            return int(line.split()[1])
+    return None
+
+
+def wait_for_rows(url: str, admin: str, expected: int, timeout_s: float) -> None:
+    """Until the gateway writer has written `expected` rows in all (its metric), so a run's rows count in it."""
+    deadline = time.monotonic() + timeout_s
+    written = -1.0
+    while time.monotonic() < deadline:
+        text = httpx.get(url + "/metrics", headers={"Authorization": f"Bearer {admin}"}, timeout=30).text
+        written = sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("modelgate_gateway_rows_written_total")
+        )
+        if written >= expected:
+            return
+        time.sleep(1)
+    raise RuntimeError(f"the gateway writer wrote {written:.0f} of {expected} rows within {timeout_s:.0f} s")
+
+
+def measure(args: argparse.Namespace) -> tuple[list[Sample], dict[str, str]]:
+    admin = "dapi" + secrets.token_hex(16)
+    gateway_config = json.loads(GATEWAY_CONFIG.read_text())
+    with ChildProcesses() as procs, terminate_as_interrupt():
+        work = Path(tempfile.mkdtemp(prefix="modelgate-instr-"))
+        upstream = start_fake_upstream(procs, "1")
+        print("starting modelgate under callgrind (a minute or two) ...", file=sys.stderr)
+        url, pid = start_under_callgrind(procs, work, work, admin, args.flush_interval)
+        configure_endpoint(url, admin, upstream, None)
+        configure_endpoint(url, admin, upstream, gateway_config, name=GATEWAY_ENDPOINT)
+        target = url + "/serving-endpoints/chat/completions"
+        bodies = {}
+        for name in (ENDPOINT, GATEWAY_ENDPOINT):
+            bodies[name] = work / f"body-{name}.json"
+            bodies[name].write_text(json.dumps(chat_body(name)))
+        rows_per_request = 2  # a usage row and a payload row
+        rows = 0
+
+        def run(name: str, duration_s: int) -> int:
+            nonlocal rows
+            load = run_wrk(target, bodies[name], f"Bearer {admin}", threads=1, concurrency=args.concurrency,
+                           duration_s=duration_s, cpus="1")  # fmt: skip
+            if load.errors:
+                raise RuntimeError(f"{name}: errors under load: {load.errors}")
+            if name == GATEWAY_ENDPOINT:
+                rows += rows_per_request * load.requests
+                wait_for_rows(url, admin, rows, timeout_s=120 + 4 * args.flush_interval)
+            return load.requests
+
+        print("warming up ...", file=sys.stderr)
+        for name in bodies:
+            run(name, 5)
+        dump_instructions(pid, work)  # start counting from here
+        samples: list[Sample] = []
+        for round_no in range(args.rounds):
+            order = (ENDPOINT, GATEWAY_ENDPOINT) if round_no % 2 == 0 else (GATEWAY_ENDPOINT, ENDPOINT)
+            for name in order:
+                requests = run(name, args.duration)
+                sample = Sample(name, requests, dump_instructions(pid, work))
+                samples.append(sample)
+                print(f"round {round_no + 1} {name}: {sample.per_request:,.0f} instructions/request", file=sys.stderr)
+        shutil.rmtree(work, ignore_errors=True)
+    return samples, machine_facts()
+
+
+def render(samples: list[Sample], args: argparse.Namespace, facts: dict[str, str]) -> str:
+    def median(name: str) -> float:
+        return statistics.median(s.per_request for s in samples if s.endpoint == name)
+
+    off, on = median(ENDPOINT), median(GATEWAY_ENDPOINT)
+    lost = 1 - off / on
+    lines = [
+        "# modelgate AI Gateway cost in instructions (callgrind)",
+        "",
+        *(f"- {k}: {v}" for k, v in facts.items()),
+        f"- load: wrk, {args.concurrency} connections, {args.duration} s per run, {args.rounds} rounds, alternating",
+        f"- writer flush interval under callgrind: {args.flush_interval} s",
+        f"- gateway config: {GATEWAY_CONFIG.relative_to(REPO)}",
+        "",
+        "| endpoint | instructions/request (median) | every round |",
+        "|---|--:|---|",
+    ]
+    for name in (ENDPOINT, GATEWAY_ENDPOINT):
+        rounds = ", ".join(f"{s.per_request:,.0f}" for s in samples if s.endpoint == name)
+        lines.append(f"| {name} | {median(name):,.0f} | {rounds} |")
+    lines += [
+        "",
+        f"- The AI Gateway adds {on - off:,.0f} instructions per request (+{(on - off) / off:.1%}).",
+        f"- At equal instructions per cycle, throughput on one core would drop by {lost:.1%} "
+        f"(target ≤ {TARGET_GATEWAY_LOSS:.0%}: {'PASS' if lost <= TARGET_GATEWAY_LOSS else 'FAIL'}).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--duration", type=parse_duration, default=15, help="per run (default 15s)")
+    ap.add_argument("--concurrency", type=int, default=8)
+    ap.add_argument("--flush-interval", type=float, default=5.0, help="the writer's, in seconds (default 5)")
+    ap.add_argument("--out-dir", type=Path, default=RESULTS)
+    args = ap.parse_args(argv)
+    if args.rounds < 1:
+        ap.error("--rounds must be at least 1")
+    return args
+
+
+def main() -> int:
+    args = parse_args()
+    for tool in ("valgrind", "callgrind_control", "wrk"):
+        if shutil.which(tool) is None:
+            print(f"{tool} is not installed; on Debian: apt-get install -y valgrind wrk", file=sys.stderr)
+            return 2
+    samples, facts = measure(args)
+    text = render(samples, args, facts)
+    print(text)
+    save_results(text, "gateway-instructions", args.out_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)
