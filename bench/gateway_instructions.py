@@ -14,7 +14,8 @@ little (±4% between rounds):
 - how many rows one writer batch holds.
 Under callgrind modelgate runs ~50 times slower, so the writer's flush interval is raised (default 5 s,
 `MODELGATE_GATEWAY_FLUSH_INTERVAL_S`): its batches then hold about as many rows as at full speed. After
-each run the bench waits until the writer has written that run's rows.
+every run the bench idles 1.5 flush intervals (and checks that the writer wrote that run's rows), on both
+endpoints alike, so the idle server's own work counts the same on each side.
 
     .venv/bin/python bench/gateway_instructions.py [--rounds 2] [--duration 15s] [--concurrency 8]
 
@@ -120,21 +121,14 @@ def _totals(path: Path) -> int | None:
     return None
 
 
-def wait_for_rows(url: str, admin: str, expected: int, timeout_s: float) -> None:
-    """Until the gateway writer has written `expected` rows in all (its metric), so a run's rows count in it."""
-    deadline = time.monotonic() + timeout_s
-    written = -1.0
-    while time.monotonic() < deadline:
-        text = httpx.get(url + "/metrics", headers={"Authorization": f"Bearer {admin}"}, timeout=30).text
-        written = sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines()
-            if line.startswith("modelgate_gateway_rows_written_total")
-        )
-        if written >= expected:
-            return
-        time.sleep(1)
-    raise RuntimeError(f"the gateway writer wrote {written:.0f} of {expected} rows within {timeout_s:.0f} s")
+def rows_written(url: str, admin: str) -> float:
+    """The gateway writer's rows written so far (its metric)."""
+    text = httpx.get(url + "/metrics", headers={"Authorization": f"Bearer {admin}"}, timeout=60).text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("modelgate_gateway_rows_written_total")
+    )
 
 
 def measure(args: argparse.Namespace) -> tuple[list[Sample], dict[str, str]]:
@@ -154,28 +148,35 @@ def measure(args: argparse.Namespace) -> tuple[list[Sample], dict[str, str]]:
             bodies[name].write_text(json.dumps(chat_body(name)))
         rows_per_request = 2  # a usage row and a payload row
         rows = 0
+        # Every run, gateway or not, then idles as long (the writer flushes within it) and is checked with one
+        # /metrics scrape, counted in the next run: the same extra work on both sides.
+        settle_s = 1.5 * args.flush_interval + 2
 
-        def run(name: str, duration_s: int) -> int:
+        def run(name: str, duration_s: int) -> tuple[int, int]:
             nonlocal rows
             load = run_wrk(target, bodies[name], f"Bearer {admin}", threads=1, concurrency=args.concurrency,
                            duration_s=duration_s, cpus="1")  # fmt: skip
-            if load.errors:
+            if any(load.errors.values()):
                 raise RuntimeError(f"{name}: errors under load: {load.errors}")
             if name == GATEWAY_ENDPOINT:
                 rows += rows_per_request * load.requests
-                wait_for_rows(url, admin, rows, timeout_s=120 + 4 * args.flush_interval)
-            return load.requests
+            time.sleep(settle_s)
+            instructions = dump_instructions(pid, work)
+            written = rows_written(url, admin)
+            if written < rows:
+                raise RuntimeError(
+                    f"the writer had written {written:.0f} of {rows} rows {settle_s:.0f} s after the run"
+                )
+            return load.requests, instructions
 
         print("warming up ...", file=sys.stderr)
         for name in bodies:
             run(name, 5)
-        dump_instructions(pid, work)  # start counting from here
         samples: list[Sample] = []
         for round_no in range(args.rounds):
             order = (ENDPOINT, GATEWAY_ENDPOINT) if round_no % 2 == 0 else (GATEWAY_ENDPOINT, ENDPOINT)
             for name in order:
-                requests = run(name, args.duration)
-                sample = Sample(name, requests, dump_instructions(pid, work))
+                sample = Sample(name, *run(name, args.duration))
                 samples.append(sample)
                 print(f"round {round_no + 1} {name}: {sample.per_request:,.0f} instructions/request", file=sys.stderr)
         shutil.rmtree(work, ignore_errors=True)
