@@ -82,6 +82,28 @@ def test_invalid_keywords_and_output_masking(server: LiveServer, upstream: FakeU
         assert "ops@example.com" not in str(kept["response"])  # (the request, unguarded on input, has it)
 
 
+def test_output_block_keeps_the_refused_answer_out_of_the_table(
+    server: LiveServer, upstream: FakeUpstreamThread
+) -> None:
+    with server.client() as c:
+        create_endpoint(c, "gr-out-block", external_chat_config(upstream.base_url, api_key=UPSTREAM_KEY))
+        _gateway(
+            c,
+            "gr-out-block",
+            {
+                "guardrails": {"output": {"pii": {"behavior": "BLOCK"}}},
+                "inference_table_config": {"catalog_name": "main", "schema_name": "gr", "enabled": True},
+            },
+        )
+        # The fake echoes the question, so the answer carries the phone number and the guardrail refuses it.
+        refused = _chat(c, "gr-out-block", "call me on +1 415 555 0100")
+        assert refused.status_code == 400
+        assert "output guardrail 'pii'" in refused.json()["message"]
+        (row,) = _inference_rows(c, "gr-out-block", 1)
+        assert row["status_code"] == 400
+        assert row["response"] is None  # the refused answer is not kept
+
+
 def _inference_rows(client: httpx.Client, name: str, count: int) -> list[dict[str, object]]:
     deadline = time.monotonic() + 15
     rows: list[dict[str, object]] = []

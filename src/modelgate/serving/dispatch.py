@@ -270,7 +270,8 @@ class InvocationService:
                 try:
                     body = await self.guardrails.check_output(rt.ai_gateway, body)
                 except GuardrailBlocked:
-                    record.guardrail_blocked = "output"
+                    # The client gets a 400; the answer it was refused must not land in the inference table.
+                    record.guardrail_blocked, record.response = "output", None
                     raise
             result = CallResult(ent.name, body)
             if record.recording is not None and record.recording.payload_table is not None:
