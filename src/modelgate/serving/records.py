@@ -1,4 +1,4 @@
-"""One record per query, handed to observers (metrics now; usage tracking and inference tables later).
+"""One record per query, handed to observers: the metrics, and the AI Gateway recorder (usage, inference tables).
 
 Observers are called once the request is finished (streams included, even when the client left early)
 and must not block: anything slow goes through a queue to its own writer.

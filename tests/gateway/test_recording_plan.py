@@ -1,0 +1,33 @@
+"""What an endpoint's AI Gateway config records of each query, sampling included."""
+
+from __future__ import annotations
+
+from modelgate.gateway.tables import RecordingPlan, recording_plan
+
+TABLE = {"enabled": True, "catalog_name": "main", "schema_name": "logs", "table_name_prefix": "chat"}
+
+
+def test_nothing_on_records_nothing() -> None:
+    assert recording_plan("chat", None) is None
+    assert recording_plan("chat", {"usage_tracking_config": {"enabled": False}}) is None
+
+
+def test_usage_only_and_table_only() -> None:
+    assert recording_plan("chat", {"usage_tracking_config": {"enabled": True}}) == RecordingPlan(True, None)
+    plan = recording_plan("chat", {"inference_table_config": TABLE})
+    assert plan == RecordingPlan(False, "main.logs.chat_payload", 1.0)
+    assert all(plan.keeps_payload() for _ in range(100))
+
+
+def test_a_plan_without_a_table_keeps_no_payload() -> None:
+    plan = recording_plan("chat", {"usage_tracking_config": {"enabled": True}})
+    assert plan is not None
+    assert not any(plan.keeps_payload() for _ in range(100))
+
+
+def test_sampling_keeps_about_its_fraction() -> None:
+    plan = recording_plan("chat", {"inference_table_config": {**TABLE, "sampling_fraction": 0.25}})
+    assert plan is not None and plan.sampling_fraction == 0.25
+    kept = sum(plan.keeps_payload() for _ in range(20_000))
+    # Binomial(20000, 0.25): the mean is 5000, the standard deviation ~61; this bound is over 8 of them.
+    assert 4500 < kept < 5500
