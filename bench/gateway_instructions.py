@@ -121,6 +121,14 @@ def _totals(path: Path) -> int | None:
     return None
 
 
+def rows_recorded(gateway_config: dict[str, object]) -> int:
+    """Rows the writer writes per request: a usage row, a payload row, or both (no sampling in the bench)."""
+    return sum(
+        bool((gateway_config.get(part) or {}).get("enabled"))  # type: ignore[union-attr]
+        for part in ("usage_tracking_config", "inference_table_config")
+    )
+
+
 def rows_written(url: str, admin: str) -> float:
     """The gateway writer's rows written so far (its metric)."""
     text = httpx.get(url + "/metrics", headers={"Authorization": f"Bearer {admin}"}, timeout=60).text
@@ -133,7 +141,7 @@ def rows_written(url: str, admin: str) -> float:
 
 def measure(args: argparse.Namespace) -> tuple[list[Sample], dict[str, str]]:
     admin = "dapi" + secrets.token_hex(16)
-    gateway_config = json.loads(GATEWAY_CONFIG.read_text())
+    gateway_config = json.loads(args.ai_gateway.read_text())
     with ChildProcesses() as procs, terminate_as_interrupt():
         work = Path(tempfile.mkdtemp(prefix="modelgate-instr-"))
         upstream = start_fake_upstream(procs, "1")
@@ -146,7 +154,7 @@ def measure(args: argparse.Namespace) -> tuple[list[Sample], dict[str, str]]:
         for name in (ENDPOINT, GATEWAY_ENDPOINT):
             bodies[name] = work / f"body-{name}.json"
             bodies[name].write_text(json.dumps(chat_body(name)))
-        rows_per_request = 2  # a usage row and a payload row
+        rows_per_request = rows_recorded(gateway_config)
         rows = 0
         # Every run, gateway or not, then idles as long (the writer flushes within it) and is checked with one
         # /metrics scrape, counted in the next run: the same extra work on both sides.
@@ -195,7 +203,7 @@ def render(samples: list[Sample], args: argparse.Namespace, facts: dict[str, str
         *(f"- {k}: {v}" for k, v in facts.items()),
         f"- load: wrk, {args.concurrency} connections, {args.duration} s per run, {args.rounds} rounds, alternating",
         f"- writer flush interval under callgrind: {args.flush_interval} s",
-        f"- gateway config: {GATEWAY_CONFIG.relative_to(REPO)}",
+        f"- gateway config: {_shown(args.ai_gateway)}",
         "",
         "| endpoint | instructions/request (median) | every round |",
         "|---|--:|---|",
@@ -218,11 +226,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--duration", type=parse_duration, default=15, help="per run (default 15s)")
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--flush-interval", type=float, default=5.0, help="the writer's, in seconds (default 5)")
+    ap.add_argument("--ai-gateway", type=Path, default=GATEWAY_CONFIG, help="the gateway endpoint's AI Gateway config")
     ap.add_argument("--out-dir", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
     if args.rounds < 1:
         ap.error("--rounds must be at least 1")
     return args
+
+
+def _shown(path: Path) -> str:
+    path = path.resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
 
 
 def main() -> int:
