@@ -1,5 +1,6 @@
-"""The gateway writer against a real SQLite file and a real PostgreSQL database: rows land whole, in order,
-including the batch's tail that does not fill a multi-row statement."""
+"""The gateway writer against a real SQLite file and a real PostgreSQL database: rows land whole, in both
+shapes (optional columns bound or left out), including each batch's tail that does not fill a 32-row
+statement."""
 
 from __future__ import annotations
 
@@ -18,7 +19,10 @@ from modelgate.gateway.writer import GatewayWriter
 from modelgate.settings import Settings
 from modelgate.store.db import Database
 
-COUNT = 70  # two statements of 32 rows, then 6 one by one
+# 70 queries; every other one has a client_request_id, every third a usage_context. Usage rows: 47 full
+# (32 + 15), 23 bare; payload rows: 35 of each shape (32 + 3).
+COUNT = 70
+START = 1_763_800_000.0
 
 
 def _query(plan_endpoint: str, i: int) -> FinishedQuery:
@@ -34,7 +38,7 @@ def _query(plan_endpoint: str, i: int) -> FinishedQuery:
         client_request_id=None if i % 2 else f"client-{i}",
         served_entity="openai",
         status_code=200,
-        request_time=time.time(),
+        request_time=START + i,
         duration_s=0.012,
         prompt_tokens=i,
         completion_tokens=2 * i,
@@ -58,7 +62,7 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databas
     db.dispose()
 
 
-def test_rows_land_whole_and_in_order(database: Database) -> None:
+def test_rows_land_whole_in_both_shapes(database: Database) -> None:
     endpoint = f"writer-{uuid.uuid4().hex[:8]}"
     writer = GatewayWriter(database)
     for i in range(COUNT):
@@ -72,11 +76,13 @@ def test_rows_land_whole_and_in_order(database: Database) -> None:
         usage = conn.execute(
             text(
                 "SELECT requester, client_request_id, input_token_count, output_token_count, usage_context,"
-                " request_streaming FROM endpoint_usage WHERE endpoint_name = :e ORDER BY id"
+                " request_streaming FROM endpoint_usage WHERE endpoint_name = :e ORDER BY request_time"
             ),
             {"e": endpoint},
         ).all()
-        payloads = conn.execute(text(f'SELECT request, response, client_request_id FROM "{payload}" ORDER BY id')).all()
+        payloads = conn.execute(
+            text(f'SELECT request, response, client_request_id FROM "{payload}" ORDER BY request_time')
+        ).all()
     assert [row[0] for row in usage] == [f"user{i}@example.com" for i in range(COUNT)]
     for i, (_, client_id, tokens_in, tokens_out, context, streaming) in enumerate(usage):
         assert client_id == (None if i % 2 else f"client-{i}")

@@ -3,7 +3,8 @@
 On the request path it copies what the rows need out of the query's record into a `FinishedQuery` (scalars,
 the request's and response's JSON bytes, two character counts: data the request has just touched, so
 cheap to read) and enqueues it. The writer thread makes the rows from that: ids, dates and times, the
-driver's values. The record itself, with the parsed request and response, is freed by the request.
+driver's values, appended flat to the list of each row's shape (tables.RowShape). The record itself,
+with the parsed request and response, is freed by the request.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 import orjson
 
 from modelgate.gateway.sqlvalues import SqlValues
-from modelgate.gateway.tables import USAGE_TABLE, RecordingPlan
+from modelgate.gateway.tables import USAGE_BARE, USAGE_FULL, RecordingPlan, RowShape
 from modelgate.gateway.writer import GatewayWriter
 from modelgate.serving.records import CallRecord, new_request_id, request_chars
 
@@ -92,69 +93,68 @@ class FinishedQuery:
             (record.response_body if record.response_body is not None else record.response) if keeps else None,
         )
 
-    def rows(self, values: SqlValues) -> list[tuple[str, tuple[Any, ...]]]:
-        """This query's rows, each in its table's column order (writer thread)."""
+    def add_rows(self, values: SqlValues, rows: dict[RowShape, list[Any]]) -> None:
+        """Append this query's rows, flat, to the lists of their shapes (writer thread). Each row goes in with
+        one `+=`, so a row that fails to render leaves nothing half-written."""
         request_id = new_request_id()  # made here: nothing else needs one
         date, time = values.moment(self.request_time)
-        out: list[tuple[str, tuple[Any, ...]]] = []
+        client_id = self.client_request_id
         if self.plan.usage:
-            out.append((USAGE_TABLE, self._usage_row(request_id, date, time, values)))
+            context = self.usage_context
+            usage = (
+                request_id,  # databricks_request_id
+                self.requester,
+                self.endpoint,  # endpoint_name
+                self.endpoint_id,
+                self.served_entity,  # served_entity_id
+                self.status_code,
+                date,  # usage_date
+                time,  # request_time
+                self.prompt_tokens,  # input_token_count
+                self.completion_tokens,  # output_token_count
+                self.input_chars,  # input_character_count
+                self.output_chars,  # output_character_count
+                values.boolean(self.streaming),  # request_streaming
+            )
+            if client_id is None and context is None:
+                rows[USAGE_BARE] += usage
+            else:
+                rows[USAGE_FULL] += (*usage, client_id, None if context is None else values.json(context))
         if self.keeps_payload:
-            assert self.plan.payload_table is not None
-            out.append((self.plan.payload_table, self._payload_row(request_id, date, time, values)))
-        return out
-
-    def _usage_row(self, request_id: str, date: Any, time: Any, values: SqlValues) -> tuple[Any, ...]:
-        """The `endpoint_usage` row (tables.usage_table)."""
-        return (
-            request_id,  # databricks_request_id
-            self.client_request_id,
-            self.requester,
-            self.endpoint,  # endpoint_name
-            self.endpoint_id,
-            self.served_entity,  # served_entity_id
-            self.status_code,
-            date,  # usage_date
-            time,  # request_time
-            self.prompt_tokens,  # input_token_count
-            self.completion_tokens,  # output_token_count
-            self.input_chars,  # input_character_count
-            self.output_chars,  # output_character_count
-            None if self.usage_context is None else values.json(self.usage_context),
-            values.boolean(self.streaming),  # request_streaming
-        )
-
-    def _payload_row(self, request_id: str, date: Any, time: Any, values: SqlValues) -> tuple[Any, ...]:
-        """The `{catalog}.{schema}.{prefix}_payload` row (tables.payload_table)."""
-        errors: list[str] = []
-        request_text = _bounded(payload_json(self.request), "MAX_REQUEST_SIZE_EXCEEDED", errors)
-        response_text = None
-        if self.response is not None:
-            response_text = _bounded(payload_json(self.response), "MAX_RESPONSE_SIZE_EXCEEDED", errors)
-        return (
-            request_id,  # databricks_request_id
-            self.client_request_id,
-            date,  # request_date
-            time,  # request_time
-            self.status_code,
-            self.plan.sampling_fraction,
-            int(self.duration_s * 1000),  # execution_duration_ms
-            request_text,  # request
-            response_text,  # response
-            values.json(errors) if errors else _NO_ERRORS,  # logging_error_codes
-            self.served_entity,  # served_entity_id
-            self.requester,
-        )
+            shapes = self.plan.payload_shapes
+            assert shapes is not None
+            errors: list[str] = []
+            request = _bounded(self.request, "MAX_REQUEST_SIZE_EXCEEDED", errors)
+            response = None if self.response is None else _bounded(self.response, "MAX_RESPONSE_SIZE_EXCEEDED", errors)
+            payload = (
+                request_id,  # databricks_request_id
+                date,  # request_date
+                time,  # request_time
+                self.status_code,
+                self.plan.sampling_fraction,
+                int(self.duration_s * 1000),  # execution_duration_ms
+                request,
+                response,
+                values.json(errors) if errors else _NO_ERRORS,  # logging_error_codes
+                self.served_entity,  # served_entity_id
+                self.requester,
+            )
+            if client_id is None:
+                rows[shapes[0]] += payload
+            else:
+                rows[shapes[1]] += (*payload, client_id)
 
 
 _NO_ERRORS = "[]"
 
 
-def _bounded(payload: bytes, code: str, errors: list[str]) -> str | None:
-    if len(payload) > MAX_PAYLOAD_BYTES:
+def _bounded(payload: Any, code: str, errors: list[str]) -> str | None:
+    """The payload as JSON text, or None (and `code` noted in `errors`) when it is over 1 MB."""
+    data = payload if type(payload) is bytes else payload_json(payload)
+    if len(data) > MAX_PAYLOAD_BYTES:
         errors.append(code)
         return None
-    return payload.decode()
+    return data.decode()
 
 
 class GatewayRecorder:

@@ -48,7 +48,8 @@ class SqliteValues:
                 when.date().isoformat(),
                 when.strftime("%Y-%m-%d %H:%M:%S."),
             )
-        return self._date, f"{self._prefix}{int((epoch_s - second) * 1_000_000):06d}"
+        # %d truncates the float like int(); twice as fast as an f-string's :06d
+        return self._date, "%s%06d" % (self._prefix, (epoch_s - second) * 1_000_000)  # noqa: UP031
 
     json = staticmethod(_json_text)
 

@@ -7,7 +7,7 @@ identifier (query with `SELECT * FROM "main.default.chat_payload"`); they are cr
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import (
@@ -86,6 +86,36 @@ def payload_table_name(config: dict[str, object], endpoint: str) -> str:
     return f"{catalog}.{schema}.{prefix}_payload"
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class RowShape:
+    """A table and the columns that one list of rows fills, in this order; the table's others stay NULL.
+
+    A table has two shapes. "Full" has every column. "Bare" leaves out the optional ones, such as
+    client_request_id. It is for a row where all of those are None, as for most queries: SQLite's driver
+    pays ~1k instructions to bind each None. Shapes are compared by identity (the writer groups by shape).
+    """
+
+    table: str
+    columns: tuple[str, ...]
+
+
+# Usage rows: the columns every row has, then the optional ones (None for most queries).
+USAGE_COLUMNS = (
+    "databricks_request_id", "requester", "endpoint_name", "endpoint_id", "served_entity_id", "status_code",
+    "usage_date", "request_time", "input_token_count", "output_token_count", "input_character_count",
+    "output_character_count", "request_streaming",
+)  # fmt: skip
+USAGE_OPTIONAL_COLUMNS = ("client_request_id", "usage_context")
+USAGE_BARE = RowShape(USAGE_TABLE, USAGE_COLUMNS)
+USAGE_FULL = RowShape(USAGE_TABLE, USAGE_COLUMNS + USAGE_OPTIONAL_COLUMNS)
+
+PAYLOAD_COLUMNS = (
+    "databricks_request_id", "request_date", "request_time", "status_code", "sampling_fraction",
+    "execution_duration_ms", "request", "response", "logging_error_codes", "served_entity_id", "requester",
+)  # fmt: skip
+PAYLOAD_OPTIONAL_COLUMNS = ("client_request_id",)
+
+
 @dataclass(frozen=True, slots=True)
 class RecordingPlan:
     """What an endpoint's AI Gateway config asks to record of each query, worked out once per endpoint."""
@@ -93,6 +123,15 @@ class RecordingPlan:
     usage: bool  # a row in endpoint_usage
     payload_table: str | None  # the inference table, None when it is off
     sampling_fraction: float = 1.0
+    # The payload table's (bare, full) row shapes, None when the table is off.
+    payload_shapes: tuple[RowShape, RowShape] | None = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        shapes = None
+        if self.payload_table is not None:
+            bare = RowShape(self.payload_table, PAYLOAD_COLUMNS)
+            shapes = (bare, RowShape(self.payload_table, PAYLOAD_COLUMNS + PAYLOAD_OPTIONAL_COLUMNS))
+        object.__setattr__(self, "payload_shapes", shapes)
 
     def keeps_payload(self) -> bool:
         """Whether this query's payload row is written (the sampling decision, made once per query)."""

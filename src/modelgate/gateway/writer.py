@@ -1,7 +1,7 @@
 """One writer for gateway rows: a bounded buffer drained by a thread that inserts in batches.
 
 The request path only appends one item to a deque (well under a microsecond, no lock to take); the
-thread turns each item into its rows (`rows()`) and inserts them. When the buffer is full the item is
+thread turns each item into its rows (`add_rows()`) and inserts them. When the buffer is full the item is
 dropped and counted (`dropped`, exported as a metric), never silently and never by blocking a request.
 `close()` drains everything still buffered, so a graceful shutdown loses nothing.
 """
@@ -12,28 +12,25 @@ import logging
 import threading
 import time
 from collections import defaultdict, deque
-from collections.abc import Iterable
-from itertools import chain
 from typing import Any, Protocol
 
 from sqlalchemy import JSON, Connection, MetaData, Table
 
 from modelgate.gateway.sqlvalues import SqlValues, values_for
-from modelgate.gateway.tables import USAGE_TABLE, payload_table, usage_table
+from modelgate.gateway.tables import USAGE_TABLE, RowShape, payload_table, usage_table
 from modelgate.scheduling import yield_to_request_thread
 from modelgate.store.db import Database
 
 log = logging.getLogger(__name__)
 
-# A row to insert: its values in the table's column order (without the autoincrement key), each already
-# as the driver takes it (see sqlvalues.py).
-Row = tuple[Any, ...]
-
 
 class RowSource(Protocol):
     """What the request path hands over: turned into rows by the writer thread, off the request path."""
 
-    def rows(self, values: SqlValues) -> Iterable[tuple[str, Row]]: ...
+    def add_rows(self, values: SqlValues, rows: dict[RowShape, list[Any]]) -> None:
+        """Append each of its rows to `rows[shape]`, flat: the shape's column values in order, each as the
+        driver takes it (sqlvalues.py). `rows` makes a list for a shape it has not seen."""
+        ...
 
 
 class GatewayWriter:
@@ -48,7 +45,7 @@ class GatewayWriter:
         self._metadata = MetaData()
         self._tables: dict[str, Table] = {USAGE_TABLE: usage_table(self._metadata)}
         self._created: set[str] = set()
-        self._plans: dict[str, _InsertPlan] = {}
+        self._plans: dict[tuple[str, tuple[str, ...]], _InsertPlan] = {}
         self._values = values_for(db.engine.dialect.name)
         self.submitted = 0
         self.done = 0  # items taken and written (or counted as failed)
@@ -129,63 +126,70 @@ class GatewayWriter:
             self._created.add(name)
         return table
 
-    def _plan(self, name: str) -> _InsertPlan:
-        plan = self._plans.get(name)
+    def _plan(self, shape: RowShape) -> _InsertPlan:
+        key = (shape.table, shape.columns)
+        plan = self._plans.get(key)
         if plan is None:
-            plan = self._plans[name] = _InsertPlan(self._table(name), self.db.engine.dialect)
+            plan = self._plans[key] = _InsertPlan(self._table(shape.table), shape.columns, self.db.engine.dialect)
         return plan
 
     def _write(self, batch: list[RowSource]) -> None:
-        grouped: dict[str, list[Row]] = defaultdict(list)
+        """Insert the batch's rows, a statement per shape (so rows of one batch land grouped by shape)."""
+        grouped: defaultdict[RowShape, list[Any]] = defaultdict(list)
         for item in batch:
             try:
-                for table, row in item.rows(self._values):
-                    grouped[table].append(row)
+                item.add_rows(self._values, grouped)
             except Exception as exc:  # a payload that cannot be rendered must not sink the batch
                 self.failed += 1
                 log.error("could not render a gateway row: %s", type(exc).__name__)
-        for name, rows in grouped.items():
+        for shape, flat in grouped.items():
+            count = len(flat) // len(shape.columns)
             for attempt in range(3):
                 try:
-                    plan = self._plan(name)
+                    plan = self._plan(shape)
                     with self.db.engine.begin() as conn:
-                        plan.insert(conn, rows)
-                    self.written += len(rows)
+                        plan.insert(conn, flat)
+                    self.written += count
                     break
                 except Exception as exc:  # the database may be briefly unavailable; retry, then count
                     if attempt == 2:
-                        self.failed += len(rows)
-                        log.error("could not write %d rows to %s: %s", len(rows), name, type(exc).__name__)
+                        self.failed += count
+                        log.error("could not write %d rows to %s: %s", count, shape.table, type(exc).__name__)
                     else:
                         time.sleep(0.2 * (attempt + 1))
 
 
 class _InsertPlan:
-    """The INSERTs for a table, in its column order (the autoincrement key left out), with the driver's
-    placeholders; run through the driver's own executemany.
+    """The INSERTs of one row shape: its columns, the driver's placeholders, several rows to a statement.
 
     Rows go ROWS_PER_STATEMENT to a statement, which spreads the driver's and SQLite's per-statement work
     (binding, step, reset, their mutexes, the GIL handed back and forth) over many rows; the rest of a
-    batch goes one row to a statement."""
+    batch goes in one statement of its own size. Rows come flat, so each statement's values are one slice."""
 
     ROWS_PER_STATEMENT = 32  # 32 x 15 placeholders, far under SQLite's and PostgreSQL's limits
 
-    def __init__(self, table: Table, dialect: Any) -> None:
+    def __init__(self, table: Table, columns: tuple[str, ...], dialect: Any) -> None:
         quote = dialect.identifier_preparer.quote_identifier
         sqlite = dialect.name == "sqlite"
-        columns = [c for c in table.columns if not (c.primary_key and c.autoincrement)]
-        self.names = [c.name for c in columns]
-        marks = ["?" if sqlite else "%s::json" if isinstance(c.type, JSON) else "%s" for c in columns]
-        values = f"({', '.join(marks)})"
-        head = f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in self.names)}) VALUES "
-        self.sql = head + values
-        self.sql_many = head + ", ".join([values] * self.ROWS_PER_STATEMENT)
+        marks = ["?" if sqlite else "%s::json" if isinstance(table.c[name].type, JSON) else "%s" for name in columns]
+        self._values = f"({', '.join(marks)})"
+        self._head = f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in columns)}) VALUES "
+        self.width = len(columns)
+        self._sql: dict[int, str] = {}
 
-    def insert(self, conn: Connection, rows: list[Row]) -> None:
-        step = self.ROWS_PER_STATEMENT
-        whole = len(rows) - len(rows) % step
+    def sql(self, rows: int) -> str:
+        """The INSERT of `rows` rows (made once per size)."""
+        sql = self._sql.get(rows)
+        if sql is None:
+            sql = self._sql[rows] = self._head + ", ".join([self._values] * rows)
+        return sql
+
+    def insert(self, conn: Connection, flat: list[Any]) -> None:
+        step = self.ROWS_PER_STATEMENT * self.width
+        whole = len(flat) - len(flat) % step
         if whole:
-            flat = [tuple(chain.from_iterable(rows[i : i + step])) for i in range(0, whole, step)]
-            conn.exec_driver_sql(self.sql_many, flat)
-        if whole < len(rows):
-            conn.exec_driver_sql(self.sql, rows[whole:])
+            conn.exec_driver_sql(
+                self.sql(self.ROWS_PER_STATEMENT), [tuple(flat[i : i + step]) for i in range(0, whole, step)]
+            )
+        if whole < len(flat):
+            conn.exec_driver_sql(self.sql((len(flat) - whole) // self.width), tuple(flat[whole:]))
