@@ -4,6 +4,7 @@ Windows are fixed calendar minutes, so a limit is exact: within any minute at mo
 admitted. Token limits admit a request while the tokens already used this minute are under the limit and
 are charged with the tokens the request actually used. Counters live in memory (one process) or in Redis
 (several processes), where one Lua script checks every applicable counter and counts the call atomically.
+In memory a request is admitted without awaiting anything (`admit_now`): no coroutine on the hot path.
 
 A rule naming a principal replaces the general rule of its key for that principal; endpoint rules always
 apply on top ("specific keys before the endpoint cap").
@@ -17,7 +18,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from modelgate.auth.principal import Principal
 from modelgate.errors import RequestLimitExceeded
@@ -54,12 +55,6 @@ class Admission:
     window: int = 0
 
 
-class CounterBackend(Protocol):
-    async def check_and_count(self, counters: list[Counter], window: int) -> Counter | None: ...
-
-    async def add_tokens(self, counters: list[Counter], window: int, tokens: int) -> None: ...
-
-
 def applicable_counters(endpoint_id: str, rules: list[dict[str, Any]], who: Principal) -> list[Counter]:
     out: list[Counter] = []
     identity_kinds = {"user": "user", "service_principal": "service_principal"}
@@ -93,8 +88,9 @@ def _counters(endpoint_id: str, index: int, rule: dict[str, Any], ident: str, de
 
 
 class RateLimiter:
-    def __init__(self, backend: CounterBackend) -> None:
+    def __init__(self, backend: MemoryCounters | RedisCounters) -> None:
         self.backend = backend
+        self.in_process = isinstance(backend, MemoryCounters)  # admit_now works
         self._pending: set[asyncio.Task[None]] = set()
         # (endpoint, caller) -> (the rules list they were built from, limits): rebuilt when the rules change.
         self._limits: dict[tuple[str, str, str, frozenset[str]], tuple[list[dict[str, Any]], CallerLimits | None]] = {}
@@ -110,30 +106,40 @@ class RateLimiter:
         self._limits[key] = (rules, limits)
         return limits
 
+    def admit_now(
+        self, endpoint_id: str, endpoint: str, gateway: dict[str, Any] | None, who: Principal
+    ) -> Admission | None:
+        """Admit the call or raise RequestLimitExceeded, on counters in this process (`in_process`)."""
+        assert isinstance(self.backend, MemoryCounters)
+        rules = (gateway or {}).get("rate_limits")
+        limits = self._limits_for(endpoint_id, rules, who) if rules else None
+        if limits is None:
+            return None
+        now = time.time()
+        window = int(now // WINDOW_S)
+        return _admitted(limits, self.backend.check_and_count(limits.counters, window), endpoint, now, window)
+
     async def admit(
         self, endpoint_id: str, endpoint: str, gateway: dict[str, Any] | None, who: Principal
     ) -> Admission | None:
+        """Admit the call or raise RequestLimitExceeded, on any counters."""
+        if isinstance(self.backend, MemoryCounters):
+            return self.admit_now(endpoint_id, endpoint, gateway, who)
         rules = (gateway or {}).get("rate_limits")
-        if not rules:
-            return None
-        limits = self._limits_for(endpoint_id, rules, who)
+        limits = self._limits_for(endpoint_id, rules, who) if rules else None
         if limits is None:
             return None
         now = time.time()
         window = int(now // WINDOW_S)
         violated = await self.backend.check_and_count(limits.counters, window)
-        if violated is not None:
-            retry = max(1, math.ceil((window + 1) * WINDOW_S - now))
-            raise RequestLimitExceeded(
-                f"REQUEST_LIMIT_EXCEEDED: rate limit of {violated.describe} on endpoint '{endpoint}' reached; "
-                f"retry in {retry} s or ask the endpoint's manager to raise the limit.",
-                retry_after=retry,
-            )
-        return Admission(limits.tokens, window) if limits.tokens else None
+        return _admitted(limits, violated, endpoint, now, window)
 
     def charge(self, admission: Admission | None, tokens: int) -> None:
-        """Charge the tokens a finished request used (off the request path)."""
+        """Charge the tokens a finished request used (shared counters: off the request path)."""
         if admission is None or not admission.token_counters or tokens <= 0:
+            return
+        if isinstance(self.backend, MemoryCounters):
+            self.backend.add_tokens(admission.token_counters, admission.window, tokens)
             return
         task = asyncio.get_running_loop().create_task(
             self.backend.add_tokens(admission.token_counters, admission.window, tokens)
@@ -144,6 +150,20 @@ class RateLimiter:
     async def drain(self) -> None:
         if self._pending:
             await asyncio.gather(*self._pending, return_exceptions=True)
+
+
+def _admitted(
+    limits: CallerLimits, violated: Counter | None, endpoint: str, now: float, window: int
+) -> Admission | None:
+    """The admission of a call the counters let through (to charge its tokens), or the refusal."""
+    if violated is not None:
+        retry = max(1, math.ceil((window + 1) * WINDOW_S - now))
+        raise RequestLimitExceeded(
+            f"REQUEST_LIMIT_EXCEEDED: rate limit of {violated.describe} on endpoint '{endpoint}' reached; "
+            f"retry in {retry} s or ask the endpoint's manager to raise the limit.",
+            retry_after=retry,
+        )
+    return Admission(limits.tokens, window) if limits.tokens else None
 
 
 class MemoryCounters:
@@ -161,7 +181,7 @@ class MemoryCounters:
             self._counts, self._window = {}, window
         return self._counts
 
-    async def check_and_count(self, counters: list[Counter], window: int) -> Counter | None:
+    def check_and_count(self, counters: list[Counter], window: int) -> Counter | None:
         counts = self._counts_at(window)
         if counts is None:  # the clock stepped back into a minute already over: count it in this one
             counts = self._counts
@@ -174,7 +194,7 @@ class MemoryCounters:
                 counts[c.key] = counts.get(c.key, 0) + 1
         return None
 
-    async def add_tokens(self, counters: list[Counter], window: int, tokens: int) -> None:
+    def add_tokens(self, counters: list[Counter], window: int, tokens: int) -> None:
         counts = self._counts_at(window)
         if counts is None:  # charged after its minute ended: that minute's limit no longer matters
             return

@@ -167,14 +167,29 @@ class InvocationService:
             record.request, record.request_body = checked, None  # store what the model was sent
         return checked
 
+    def _settle_limits_now(self, rt: EndpointRuntime, principal: Principal, record: CallRecord) -> bool:
+        """Check the endpoint's rate limits at once when their counters live in this process, so the common
+        case makes no coroutine. False when they are shared (Redis): then `_prepare` awaits them."""
+        limiter = self.limiter
+        if limiter is None:
+            return True  # nothing counts calls: nothing to check
+        if not limiter.in_process:
+            return False
+        try:
+            record.admission = limiter.admit_now(rt.id, rt.name, rt.ai_gateway, principal)
+        except RequestLimitExceeded:
+            record.rate_limited = True
+            raise
+        return True
+
     async def _prepare(
-        self, rt: EndpointRuntime, principal: Principal, request: Any, record: CallRecord, images: bool
+        self, rt: EndpointRuntime, principal: Principal, request: Any, record: CallRecord, images: bool, limits: bool
     ) -> Any:
-        """Images, rate limits, input guardrails: the request as the model gets it. Most endpoints use none
-        of them, so the non-streaming path tests for them before making this coroutine."""
+        """Images, shared rate limits (`limits`), input guardrails: the request as the model gets it. Most
+        endpoints use none of them, so the non-streaming path tests for them before making this coroutine."""
         if images:
             request = await prepare_images(request)  # vision layer: check/scale images before any provider
-        if rt.rate_limits and self.limiter is not None:
+        if limits and self.limiter is not None:
             try:
                 record.admission = await self.limiter.admit(rt.id, rt.name, rt.ai_gateway, principal)
             except RequestLimitExceeded:
@@ -249,8 +264,9 @@ class InvocationService:
         record.request_body = raw_body
         try:
             images = has_images(request)
-            if rt.rate_limits or rt.input_guardrails or images:
-                request = await self._prepare(rt, principal, request, record, images)
+            limits = bool(rt.rate_limits) and not self._settle_limits_now(rt, principal, record)
+            if limits or rt.input_guardrails or images:
+                request = await self._prepare(rt, principal, request, record, images, limits)
             if len(targets) == 1 and RETRY_BUDGET_CAP.get() == NO_CAP:  # the common case, without the loop
                 ent = targets[0]
                 body = await _method(self._backend(ent), request)
@@ -340,7 +356,8 @@ class InvocationService:
             return first, it
 
         try:
-            request = await self._prepare(rt, principal, request, record, has_images(request))
+            limits = bool(rt.rate_limits) and not self._settle_limits_now(rt, principal, record)
+            request = await self._prepare(rt, principal, request, record, has_images(request), limits)
             (first, rest), ent = await self._first_success(targets, open_stream)
         except ModelgateError as exc:
             record.status_code, record.error_code = exc.status, exc.error_code
