@@ -42,11 +42,14 @@ class CallerLimits:
     """The counters that apply to one caller on one endpoint, split once by what they count."""
 
     counters: list[Counter]
+    calls: list[Counter]  # counted when the call is admitted
     tokens: list[Counter]  # charged when the query ends
 
     @classmethod
     def of(cls, counters: list[Counter]) -> CallerLimits | None:
-        return cls(counters, [c for c in counters if c.kind == "tokens"]) if counters else None
+        if not counters:
+            return None
+        return cls(counters, [c for c in counters if c.kind == "calls"], [c for c in counters if c.kind == "tokens"])
 
 
 @dataclass(slots=True)
@@ -90,7 +93,9 @@ def _counters(endpoint_id: str, index: int, rule: dict[str, Any], ident: str, de
 class RateLimiter:
     def __init__(self, backend: MemoryCounters | RedisCounters) -> None:
         self.backend = backend
-        self.in_process = isinstance(backend, MemoryCounters)  # admit_now works
+        self._memory = backend if isinstance(backend, MemoryCounters) else None
+        self._shared = backend if isinstance(backend, RedisCounters) else None
+        self.in_process = self._memory is not None  # admit_now works
         self._pending: set[asyncio.Task[None]] = set()
         # (endpoint, caller) -> (the rules list they were built from, limits): rebuilt when the rules change.
         self._limits: dict[tuple[str, str, str, frozenset[str]], tuple[list[dict[str, Any]], CallerLimits | None]] = {}
@@ -110,20 +115,24 @@ class RateLimiter:
         self, endpoint_id: str, endpoint: str, gateway: dict[str, Any] | None, who: Principal
     ) -> Admission | None:
         """Admit the call or raise RequestLimitExceeded, on counters in this process (`in_process`)."""
-        assert isinstance(self.backend, MemoryCounters)
-        rules = (gateway or {}).get("rate_limits")
+        memory = self._memory
+        assert memory is not None
+        rules = gateway.get("rate_limits") if gateway else None
         limits = self._limits_for(endpoint_id, rules, who) if rules else None
         if limits is None:
             return None
         now = time.time()
         window = int(now // WINDOW_S)
-        return _admitted(limits, self.backend.check_and_count(limits.counters, window), endpoint, now, window)
+        violated = memory.check_and_count(limits, window)
+        if violated is None and not limits.tokens:
+            return None  # the common case: a calls limit, under it
+        return _admitted(limits, violated, endpoint, now, window)
 
     async def admit(
         self, endpoint_id: str, endpoint: str, gateway: dict[str, Any] | None, who: Principal
     ) -> Admission | None:
         """Admit the call or raise RequestLimitExceeded, on any counters."""
-        if isinstance(self.backend, MemoryCounters):
+        if self._memory is not None:
             return self.admit_now(endpoint_id, endpoint, gateway, who)
         rules = (gateway or {}).get("rate_limits")
         limits = self._limits_for(endpoint_id, rules, who) if rules else None
@@ -131,18 +140,20 @@ class RateLimiter:
             return None
         now = time.time()
         window = int(now // WINDOW_S)
-        violated = await self.backend.check_and_count(limits.counters, window)
+        assert self._shared is not None
+        violated = await self._shared.check_and_count(limits, window)
         return _admitted(limits, violated, endpoint, now, window)
 
     def charge(self, admission: Admission | None, tokens: int) -> None:
         """Charge the tokens a finished request used (shared counters: off the request path)."""
         if admission is None or not admission.token_counters or tokens <= 0:
             return
-        if isinstance(self.backend, MemoryCounters):
-            self.backend.add_tokens(admission.token_counters, admission.window, tokens)
+        if self._memory is not None:
+            self._memory.add_tokens(admission.token_counters, admission.window, tokens)
             return
+        assert self._shared is not None
         task = asyncio.get_running_loop().create_task(
-            self.backend.add_tokens(admission.token_counters, admission.window, tokens)
+            self._shared.add_tokens(admission.token_counters, admission.window, tokens)
         )
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
@@ -181,17 +192,16 @@ class MemoryCounters:
             self._counts, self._window = {}, window
         return self._counts
 
-    def check_and_count(self, counters: list[Counter], window: int) -> Counter | None:
-        counts = self._counts_at(window)
+    def check_and_count(self, limits: CallerLimits, window: int) -> Counter | None:
+        counts = self._counts if window == self._window else self._counts_at(window)
         if counts is None:  # the clock stepped back into a minute already over: count it in this one
             counts = self._counts
         # Over a calls limit: one more would pass it; over a tokens limit: it is used up. Both read `>=`.
-        for c in counters:
+        for c in limits.counters:
             if counts.get(c.key, 0) >= c.limit:
                 return c
-        for c in counters:
-            if c.kind == "calls":
-                counts[c.key] = counts.get(c.key, 0) + 1
+        for c in limits.calls:
+            counts[c.key] = counts.get(c.key, 0) + 1
         return None
 
     def add_tokens(self, counters: list[Counter], window: int, tokens: int) -> None:
@@ -231,7 +241,8 @@ class RedisCounters:
         self._redis = aioredis.Redis.from_url(url)
         self._script = self._redis.register_script(_CHECK_AND_COUNT)
 
-    async def check_and_count(self, counters: list[Counter], window: int) -> Counter | None:
+    async def check_and_count(self, limits: CallerLimits, window: int) -> Counter | None:
+        counters = limits.counters
         keys = [f"{c.key}:{window}" for c in counters]
         args: list[Any] = [
             WINDOW_S * 2,
