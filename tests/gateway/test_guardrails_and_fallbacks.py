@@ -26,7 +26,14 @@ def test_input_pii_block_and_mask(server: LiveServer, upstream: FakeUpstreamThre
     with server.client() as c:
         create_endpoint(c, "gr-block", external_chat_config(upstream.base_url, api_key=UPSTREAM_KEY))
         create_endpoint(c, "gr-mask", external_chat_config(upstream.base_url, api_key=UPSTREAM_KEY))
-        _gateway(c, "gr-block", {"guardrails": {"input": {"pii": {"behavior": "BLOCK"}}}})
+        _gateway(
+            c,
+            "gr-block",
+            {
+                "guardrails": {"input": {"pii": {"behavior": "BLOCK"}, "invalid_keywords": ["forbidden"]}},
+                "inference_table_config": {"catalog_name": "main", "schema_name": "gr", "enabled": True},
+            },
+        )
         _gateway(
             c,
             "gr-mask",
@@ -43,6 +50,14 @@ def test_input_pii_block_and_mask(server: LiveServer, upstream: FakeUpstreamThre
         assert "EMAIL_ADDRESS" in blocked.json()["message"]
         assert "bob@example.com" not in blocked.text
         assert upstream.requests == []  # nothing reached the model
+        # A refused request is still logged (status 400), but the table never holds the PII that was caught,
+        # whichever guardrail refused it.
+        keyword = _chat(c, "gr-block", "forbidden words from bob@example.com")
+        assert keyword.status_code == 400 and "'invalid_keywords'" in keyword.json()["message"]
+        refused = _inference_rows(c, "gr-block", 2)
+        assert [row["status_code"] for row in refused] == [400, 400]
+        for row in refused:
+            assert "bob@example.com" not in str(row["request"]) and "[EMAIL_ADDRESS]" in str(row["request"])
         masked = _chat(c, "gr-mask", "card 4111 1111 1111 1111 please")
         assert masked.status_code == 200
         assert upstream.requests[-1].json["messages"][0]["content"] == "card [CREDIT_CARD] please"
@@ -51,7 +66,7 @@ def test_input_pii_block_and_mask(server: LiveServer, upstream: FakeUpstreamThre
         assert "4111" not in str(rows[0]["request"]) and "[CREDIT_CARD]" in str(rows[0]["request"])
         assert _chat(c, "gr-block", "nothing personal here").status_code == 200
         metrics = c.get("/api/2.0/serving-endpoints/gr-block/metrics").text
-    assert 'modelgate_guardrail_blocks_total{endpoint="gr-block",side="input"} 1.0' in metrics
+    assert 'modelgate_guardrail_blocks_total{endpoint="gr-block",side="input"} 2.0' in metrics  # pii, keyword
 
 
 def test_invalid_keywords_and_output_masking(server: LiveServer, upstream: FakeUpstreamThread) -> None:

@@ -33,7 +33,12 @@ SAFETY_PROMPT = (
 
 
 class GuardrailBlocked(BadRequest):
-    pass
+    """A refusal. `kept_request`, when set, is the refused request with its PII masked: what the inference
+    table may keep of it, so a table never holds the PII that the pii guardrail caught."""
+
+    def __init__(self, message: str, *, kept_request: Request | None = None) -> None:
+        super().__init__(message)
+        self.kept_request = kept_request
 
 
 def _texts(request: Request) -> list[str]:
@@ -105,17 +110,24 @@ class Guardrails:
         if not params:
             return request
         texts = _texts(request)
-        keyword = _keyword_hit(texts, params.get("invalid_keywords") or [])
-        if keyword is not None:
-            raise GuardrailBlocked(f"Request blocked by input guardrail 'invalid_keywords': it contains {keyword!r}.")
         behavior = (params.get("pii") or {}).get("behavior", "NONE")
+        kinds: list[str] = []
+        masked = None  # the request with its PII masked, once some was found
         if behavior != "NONE":
             kinds = sorted({e.kind for t in texts for e in find_pii(t)})
-            if kinds and behavior == "BLOCK":
-                raise GuardrailBlocked(f"Request blocked by input guardrail 'pii': it contains {', '.join(kinds)}.")
             if kinds:
-                request = _map_texts(request, lambda t: mask(t, find_pii(t)))
-                texts = _texts(request)
+                masked = _map_texts(request, lambda t: mask(t, find_pii(t)))
+        keyword = _keyword_hit(texts, params.get("invalid_keywords") or [])
+        if keyword is not None:
+            raise GuardrailBlocked(
+                f"Request blocked by input guardrail 'invalid_keywords': it contains {keyword!r}.", kept_request=masked
+            )
+        if kinds and behavior == "BLOCK":
+            raise GuardrailBlocked(
+                f"Request blocked by input guardrail 'pii': it contains {', '.join(kinds)}.", kept_request=masked
+            )
+        if masked is not None:
+            request, texts = masked, _texts(masked)
         topics = params.get("valid_topics") or []
         if topics and self.embed is not None:
             joined = "\n".join(texts)
@@ -124,12 +136,13 @@ class Guardrails:
             if best < TOPIC_THRESHOLD:
                 raise GuardrailBlocked(
                     "Request blocked by input guardrail 'valid_topics': it is not about "
-                    f"{', '.join(map(repr, topics))}."
+                    f"{', '.join(map(repr, topics))}.",
+                    kept_request=masked,
                 )
         if params.get("safety") and self.judge is not None:
             verdict = await self.judge("\n".join(texts))
             if "UNSAFE" in verdict.upper():
-                raise GuardrailBlocked("Request blocked by input guardrail 'safety'.")
+                raise GuardrailBlocked("Request blocked by input guardrail 'safety'.", kept_request=masked)
         return request
 
     async def check_output(self, gateway: Json | None, body: Json) -> Json:

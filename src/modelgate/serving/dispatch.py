@@ -160,8 +160,10 @@ class InvocationService:
             return request
         try:
             checked = await self.guardrails.check_input(rt.ai_gateway, request)
-        except GuardrailBlocked:
+        except GuardrailBlocked as blocked:
             record.guardrail_blocked = "input"
+            if blocked.kept_request is not None:  # the table keeps the refused request without its PII
+                record.request, record.request_body = blocked.kept_request, None
             raise
         if checked is not request:
             record.request, record.request_body = checked, None  # store what the model was sent
