@@ -4,6 +4,7 @@ server: the service-account assertion the fake verified, the exact Gemini bodies
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -86,6 +87,19 @@ def test_token_is_cached_between_calls(
         oai.chat.completions.create(model=name, messages=[{"role": "user", "content": f"cache {i} {name}"}])
     sent = [sent_with(vertex_fake, f"cache {i} {name}", VERTEX_MODELS)[0] for i in range(3)]
     assert len({r.headers["authorization"] for r in sent}) == 1
+
+
+def test_token_outlives_the_registry_poll_after_a_change_made_here(
+    oai: openai.OpenAI, vertex_fake: FakeVertexThread, vertex_endpoint: Callable[..., str]
+) -> None:
+    """The endpoint was created by this server: its next poll of the endpoint counter must not take that change
+    for another process's and rebuild every endpoint (a new token, cold connections)."""
+    name = vertex_endpoint()
+    oai.chat.completions.create(model=name, messages=[{"role": "user", "content": f"before poll {name}"}])
+    time.sleep(2.5)  # the registry polls every second
+    oai.chat.completions.create(model=name, messages=[{"role": "user", "content": f"after poll {name}"}])
+    sent = [sent_with(vertex_fake, f"{when} poll {name}", VERTEX_MODELS)[0] for when in ("before", "after")]
+    assert sent[0].headers["authorization"] == sent[1].headers["authorization"]
 
 
 def test_chat_stream_with_usage(

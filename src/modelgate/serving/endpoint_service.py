@@ -54,6 +54,7 @@ class EndpointService:
         self.factory = factory
         self.registry = registry
         self.guardrails = guardrails
+        self._bumped: dict[str, str] = {}  # endpoint -> the generation our last change of it made
 
     # -- helpers -----------------------------------------------------------------------------------
     def _build_config(self, config: EndpointCoreConfigInput) -> tuple[Json, str]:
@@ -127,10 +128,10 @@ class EndpointService:
         return level
 
     def _changed(self, s: Session, name: str) -> None:
-        bump_generation(s)
+        self._bumped[name] = bump_generation(s)
 
     def _after(self, name: str) -> None:
-        self.registry.invalidate(name)
+        self.registry.changed_here(name, self._bumped.pop(name, None))
 
     # -- create / read -------------------------------------------------------------------------------
     async def create(self, principal: Principal, req: CreateEndpointRequest) -> Json:

@@ -3,7 +3,7 @@
 A runtime holds an endpoint's built providers, its traffic splitter and its ACL. It is built on first use
 from the store and dropped when the endpoint changes: at once in the process that made the change, and
 within `poll_interval_s` elsewhere, through a generation counter other processes poll (several modelgate
-processes can share one database).
+processes can share one database). A process does not take its own change for another's.
 """
 
 from __future__ import annotations
@@ -81,8 +81,8 @@ def acl_from_rows(perms: list[EndpointPermission]) -> dict[AclKey, Level]:
     return {(p.principal_kind, p.principal_name): Level[p.level] for p in perms}
 
 
-def bump_generation(s: Session) -> None:
-    bump_counter(s, GENERATION_KEY)
+def bump_generation(s: Session) -> str:
+    return bump_counter(s, GENERATION_KEY)
 
 
 class EndpointRegistry:
@@ -126,6 +126,16 @@ class EndpointRegistry:
             self._missing.add(name)
             raise _not_found(name)
         return rt
+
+    def changed_here(self, name: str, generation: str | None) -> None:
+        """This process changed endpoint `name`, moving the counter to `generation`: drop that runtime only.
+
+        When the counter moved by exactly our change, the next poll must not take it for another process's
+        and drop every runtime: rebuilt providers start cold (new connections, a new OAuth token each)."""
+        known = self._generation
+        if generation is not None and known is not None and int(generation) == int(known) + 1:
+            self._generation = generation
+        self.invalidate(name)
 
     def invalidate(self, name: str | None = None) -> None:
         """Drop one runtime (or all); the next query rebuilds it from the store."""

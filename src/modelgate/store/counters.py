@@ -17,9 +17,11 @@ def read_counter(s: Session, key: str) -> str:
     return row.value if row else "0"
 
 
-def bump_counter(s: Session, key: str) -> None:
+def bump_counter(s: Session, key: str) -> str:
+    """Move the counter on by one; its new value (as read_counter will give it once committed)."""
     row = s.get(Meta, key)
     if row is None:
         s.add(Meta(key=key, value="1"))
-    else:
-        row.value = str(int(row.value) + 1)
+        return "1"
+    row.value = str(int(row.value) + 1)
+    return row.value
