@@ -100,7 +100,11 @@ class RateLimiter:
         # (endpoint, caller) -> (the rules list they were built from, limits): rebuilt when the rules change.
         self._limits: dict[tuple[str, str, str, frozenset[str]], tuple[list[dict[str, Any]], CallerLimits | None]] = {}
 
-    def _limits_for(self, endpoint_id: str, rules: list[dict[str, Any]], who: Principal) -> CallerLimits | None:
+    def _limits_of(self, endpoint_id: str, gateway: dict[str, Any] | None, who: Principal) -> CallerLimits | None:
+        """The limits that apply to this caller, None when none do (cached per caller while the rules hold)."""
+        rules = gateway.get("rate_limits") if gateway else None
+        if not rules:
+            return None
         key = (endpoint_id, who.kind, who.name, who.groups)
         hit = self._limits.get(key)
         if hit is not None and hit[0] is rules:
@@ -117,8 +121,7 @@ class RateLimiter:
         """Admit the call or raise RequestLimitExceeded, on counters in this process (`in_process`)."""
         memory = self._memory
         assert memory is not None
-        rules = gateway.get("rate_limits") if gateway else None
-        limits = self._limits_for(endpoint_id, rules, who) if rules else None
+        limits = self._limits_of(endpoint_id, gateway, who)
         if limits is None:
             return None
         now = time.time()
@@ -134,8 +137,7 @@ class RateLimiter:
         """Admit the call or raise RequestLimitExceeded, on any counters."""
         if self._memory is not None:
             return self.admit_now(endpoint_id, endpoint, gateway, who)
-        rules = (gateway or {}).get("rate_limits")
-        limits = self._limits_for(endpoint_id, rules, who) if rules else None
+        limits = self._limits_of(endpoint_id, gateway, who)
         if limits is None:
             return None
         now = time.time()
