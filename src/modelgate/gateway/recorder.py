@@ -17,7 +17,7 @@ import orjson
 from modelgate.gateway.sqlvalues import SqlValues
 from modelgate.gateway.tables import USAGE_BARE, USAGE_FULL, RecordingPlan, RowShape
 from modelgate.gateway.writer import GatewayWriter
-from modelgate.serving.records import CallRecord, new_request_id, request_chars
+from modelgate.serving.records import CallRecord, new_request_id, output_chars, request_chars
 
 MAX_PAYLOAD_BYTES = 1024 * 1024
 
@@ -29,19 +29,6 @@ def payload_json(value: Any) -> bytes:
     if hasattr(value, "model_dump"):
         value = value.model_dump(mode="json", exclude_none=True, by_alias=True)
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
-
-
-def output_chars(response: Any) -> int:
-    """Characters of the generated text in a chat or completions response (0 for anything else)."""
-    if isinstance(response, dict) and "choices" in response:
-        total = 0
-        for choice in response.get("choices") or []:
-            msg = choice.get("message")
-            content = msg.get("content") if msg else choice.get("text")
-            if isinstance(content, str):
-                total += len(content)
-        return total
-    return 0
 
 
 @dataclass(slots=True)

@@ -32,7 +32,7 @@ from modelgate.protocol.completions import CompletionRequest
 from modelgate.protocol.embeddings import EmbeddingRequest
 from modelgate.providers.base import Provider
 from modelgate.providers.upstream import NO_CAP, RETRY_BUDGET_CAP
-from modelgate.serving.records import CallRecord, Observer, request_chars
+from modelgate.serving.records import CallRecord, Observer, output_chars, request_chars
 from modelgate.serving.registry import EndpointRegistry, EndpointRuntime, EntityRuntime
 from modelgate.serving.streams import normalized_events
 from modelgate.vision import has_images, image_tokens, prepare_images
@@ -324,11 +324,7 @@ class InvocationService:
 
     def _estimated_usage(self, request: Request, body: Json) -> Json:
         prompt = estimate_prompt_tokens(request)
-        out_chars = 0
-        for choice in body.get("choices") or []:
-            msg = choice.get("message") or {}
-            content = msg.get("content") if msg else choice.get("text")
-            out_chars += len(content) if isinstance(content, str) else 0
+        out_chars = output_chars(body)
         completion = estimate_tokens(out_chars) if out_chars else 0
         return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 

@@ -78,3 +78,16 @@ def request_chars(request: ChatRequest | CompletionRequest | EmbeddingRequest) -
     if isinstance(request, CompletionRequest):
         return sum(len(p) for p in request.prompts())
     return sum(len(t) for t in request.inputs())
+
+
+def output_chars(response: Any) -> int:
+    """Characters of the generated text in a chat or completions response (0 for anything else)."""
+    if isinstance(response, dict) and "choices" in response:
+        total = 0
+        for choice in response.get("choices") or []:
+            msg = choice.get("message")
+            content = msg.get("content") if msg else choice.get("text")
+            if isinstance(content, str):
+                total += len(content)
+        return total
+    return 0
