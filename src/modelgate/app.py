@@ -49,7 +49,7 @@ from modelgate.routes import tokens as token_routes
 from modelgate.routes import ui as ui_routes
 from modelgate.routes.common import JSONResponse
 from modelgate.routes.serving import match_query_route
-from modelgate.secrets import SecretCipher, SecretResolver, load_or_create_key
+from modelgate.secrets import EnvPolicy, SecretCipher, SecretResolver, load_or_create_key
 from modelgate.secrets_store import SecretStore
 from modelgate.serving.dispatch import InvocationService
 from modelgate.serving.endpoint_service import EndpointService
@@ -283,8 +283,10 @@ async def _start(settings: Settings) -> Services:
     db = Database(settings.resolved_database_url)
     await asyncio.to_thread(db.migrate)
     cipher = SecretCipher(load_or_create_key(settings.data_dir, settings.secret_key))
-    resolver = SecretResolver(cipher)
-    resolver.set_lookup(SecretStore(db, cipher).lookup)
+    secret_store = SecretStore(db, cipher)
+    resolver = SecretResolver(
+        cipher, secret_store, env_policy=EnvPolicy.parse(settings.allowed_env_references)
+    )
     admin = await asyncio.to_thread(_bootstrap_admin, db, settings)
     workspace_id = await asyncio.to_thread(_workspace_id, db)
     http = new_http_client(max_connections=settings.upstream_connections, read_timeout_s=settings.upstream_timeout_s)
@@ -310,7 +312,7 @@ async def _start(settings: Settings) -> Services:
             http=http,
             authenticator=Authenticator(db),
             registry=registry,
-            endpoints=EndpointService(db, factory, registry, guardrails=guardrails),
+            endpoints=EndpointService(db, factory, registry, guardrails=guardrails, secrets=secret_store),
             invocations=InvocationService(
                 registry,
                 observers=[metrics.observe, GatewayRecorder(writer).observe],

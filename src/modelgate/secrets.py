@@ -6,20 +6,25 @@ A config value can be
 - a reference `{{secrets/<scope>/<key>}}`: looked up in the secret store each time its cache expires,
   so rotating a secret takes effect without touching the endpoint;
 - a reference `{{env/<NAME>}}`: read from the server's environment.
+
+References resolve with the rights of the principal that last set the endpoint's config (`ConfigOwner`):
+READ on the secret's scope, or being an admin for `{{env/...}}`; see docs/security.md.
 """
 
 from __future__ import annotations
 
+import copy
+import fnmatch
 import os
 import re
 import time
-from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from cryptography.fernet import Fernet, InvalidToken
 
-from modelgate.errors import InvalidParameterValue, TemporarilyUnavailable
+from modelgate.errors import InvalidParameterValue, PermissionDenied, TemporarilyUnavailable
 
 ENCRYPTED = "$encrypted"
 PLAINTEXT_SUFFIX = "_plaintext"
@@ -89,18 +94,93 @@ def redact(obj: Any) -> Any:
     return obj
 
 
-SecretLookup = Callable[[str, str], str | None]
+@dataclass(frozen=True, slots=True)
+class ConfigOwner:
+    """The principal that last set an endpoint's config: its references resolve with this one's rights."""
+
+    kind: str  # user | service_principal
+    name: str
+
+
+class SecretSource(Protocol):
+    """Where `{{secrets/...}}` values come from, and who may use them (the secret store)."""
+
+    def secret(self, scope: str, key: str, owner: ConfigOwner | None, field: str) -> str | None:
+        """The value, None when the secret does not exist; PermissionDenied when `owner` lacks READ."""
+        ...
+
+    def is_admin(self, owner: ConfigOwner | None) -> bool: ...
+
+
+# Variables holding modelgate's own credentials (its admin token, its secret key, a workspace token it was
+# started with): no endpoint config may name them, whatever the allow-list says.
+PROTECTED_ENV = ("MODELGATE_*", "DATABRICKS_*")
+
+
+@dataclass(frozen=True)
+class EnvPolicy:
+    """Which `{{env/NAME}}` references may resolve: names matching `allowed` (globs), never PROTECTED_ENV."""
+
+    allowed: tuple[str, ...] = ("*",)
+
+    @classmethod
+    def parse(cls, text: str | None) -> EnvPolicy:
+        if not text:
+            return cls()
+        return cls(tuple(p.strip() for p in text.split(",") if p.strip()))
+
+    def refusal(self, name: str) -> str | None:
+        """Why `name` may not be referenced, or None when it may."""
+        upper = name.upper()
+        if any(fnmatch.fnmatchcase(upper, p) for p in PROTECTED_ENV):
+            return (
+                f"environment variable {name!r} holds modelgate's own credentials and can never be referenced; "
+                "put the value in a secret scope and use '{{secrets/<scope>/<key>}}'"
+            )
+        if not any(fnmatch.fnmatchcase(name, p) for p in self.allowed):
+            return (
+                f"environment variable {name!r} is not in MODELGATE_ALLOWED_ENV_REFERENCES; the operator can "
+                "add it there, or use a secret scope"
+            )
+        return None
+
+
+def parse_reference(value: str) -> tuple[str, str, str] | None:
+    """`("secrets", scope, key)` or `("env", NAME, "")` for a reference, else None."""
+    m = REFERENCE.match(value)
+    if m is None:
+        return None
+    if m.group(4) == "env":
+        return "env", m.group(5), ""
+    return "secrets", m.group(2), m.group(3)
 
 
 class SecretResolver:
-    """Turns stored secret values into plaintext for a provider call."""
+    """Turns stored secret values into plaintext for a provider call, with the rights of the config's owner.
 
-    def __init__(self, cipher: SecretCipher, lookup: SecretLookup | None = None) -> None:
+    The app holds one resolver without an owner; each endpoint's providers get `for_owner(...)` of it, so a
+    reference is checked against the principal that set the config every time it is (re)read."""
+
+    def __init__(
+        self,
+        cipher: SecretCipher,
+        source: SecretSource | None = None,
+        *,
+        env_policy: EnvPolicy | None = None,
+        owner: ConfigOwner | None = None,
+    ) -> None:
         self.cipher = cipher
-        self._lookup = lookup
+        self._source = source
+        self.env_policy = env_policy or EnvPolicy()
+        self.owner = owner
 
-    def set_lookup(self, lookup: SecretLookup) -> None:
-        self._lookup = lookup
+    def set_source(self, source: SecretSource) -> None:
+        self._source = source
+
+    def for_owner(self, owner: ConfigOwner | None) -> SecretResolver:
+        bound = copy.copy(self)
+        bound.owner = owner
+        return bound
 
     def check_reference(self, value: str) -> None:
         """Reject references that can never resolve (bad syntax) at config time."""
@@ -114,18 +194,13 @@ class SecretResolver:
         if isinstance(value, dict) and ENCRYPTED in value:
             return self.cipher.decrypt(value)
         if isinstance(value, str):
-            m = REFERENCE.match(value)
-            if m is None:
+            ref = parse_reference(value)
+            if ref is None:
                 raise InvalidParameterValue(f"{field} is not a secret reference")
-            if m.group(4) == "env":
-                env = os.environ.get(m.group(5))
-                if env is None:
-                    raise TemporarilyUnavailable(
-                        f"{field} refers to environment variable {m.group(5)!r}, which is not set on the server"
-                    )
-                return env
-            scope, key = m.group(2), m.group(3)
-            found = self._lookup(scope, key) if self._lookup else None
+            if ref[0] == "env":
+                return self._env(ref[1], field)
+            scope, key = ref[1], ref[2]
+            found = self._source.secret(scope, key, self.owner, field) if self._source else None
             if found is None:
                 raise TemporarilyUnavailable(
                     f"{field} refers to secret {scope}/{key}, which does not exist; create it with the secrets API"
@@ -133,23 +208,52 @@ class SecretResolver:
             return found
         raise InvalidParameterValue(f"{field} has no usable value")
 
+    def _env(self, name: str, field: str) -> str:
+        refusal = self.env_policy.refusal(name)
+        if refusal is not None:
+            raise PermissionDenied(f"{field}: {refusal}")
+        if self._source is not None and not self._source.is_admin(self.owner):
+            who = self.owner.name if self.owner else "nobody"
+            raise PermissionDenied(
+                f"{field} refers to environment variable {name!r}, but the endpoint's config was last set by "
+                f"{who}, who is not a workspace admin; only admins and the config file may reference the "
+                "server's environment. An admin must set the config again, or use a secret scope."
+            )
+        env = os.environ.get(name)
+        if env is None:
+            raise TemporarilyUnavailable(
+                f"{field} refers to environment variable {name!r}, which is not set on the server"
+            )
+        return env
+
 
 class SecretValue:
-    """A secret as a provider holds it: resolved lazily, references re-read after a short TTL."""
+    """A secret as a provider holds it: resolved lazily, references re-read after a short TTL.
 
-    __slots__ = ("_cached", "_expires", "_field", "_raw", "_resolver")
+    A reference refused for lack of rights stays refused for the same TTL (no store query per request), and
+    a refusal drops the value cached before it: losing READ stops the secret within REFERENCE_TTL_SECONDS."""
+
+    __slots__ = ("_cached", "_expires", "_field", "_raw", "_refused", "_resolver")
 
     def __init__(self, raw: Any, field: str, resolver: SecretResolver) -> None:
         self._raw = raw
         self._field = field
         self._resolver = resolver
         self._cached: str | None = None
+        self._refused: PermissionDenied | None = None
         self._expires = 0.0
 
     def get(self) -> str:
         now = time.monotonic()
         if self._cached is None or now >= self._expires:
-            self._cached = self._resolver.resolve(self._raw, self._field)
+            if self._refused is not None and now < self._expires:
+                raise copy.copy(self._refused)  # a fresh instance: re-raising one object grows its traceback
+            try:
+                self._cached = self._resolver.resolve(self._raw, self._field)
+            except PermissionDenied as exc:
+                self._cached, self._refused, self._expires = None, exc, now + REFERENCE_TTL_SECONDS
+                raise
+            self._refused = None
             permanent = isinstance(self._raw, dict)
             self._expires = float("inf") if permanent else now + REFERENCE_TTL_SECONDS
         return self._cached

@@ -103,3 +103,18 @@ def test_sdk_sees_host_metadata(server: LiveServer) -> None:
     assert meta["workspace_id"].isdigit()
     disco = httpx.get(meta["oidc_endpoint"] + "/.well-known/oauth-authorization-server").json()
     assert disco["token_endpoint"] == server.url + "/oidc/v1/token"
+
+
+def test_sdk_secret_acls(server: LiveServer) -> None:
+    """databricks-sdk's own secrets calls (create_scope, put_acl, get_acl, list_acls, delete_acl) as documented."""
+    scope = f"sdk-acl-{secrets.token_hex(3)}"
+    owner, other = f"owner-{scope}@example.com", f"other-{scope}@example.com"
+    owner_token, other_token = server.create_token(owner), server.create_token(other)
+    out = run_script("new", SCRIPTS / "sdk_secrets.py", client_env(server, owner_token), scope, other, other_token)
+    assert out == {
+        "other_before": {"type": "PermissionDenied", "error_code": "PERMISSION_DENIED"},
+        "other_keys": ["key"],
+        "get_acl": {"principal": other, "permission": "READ"},
+        "list_acls": sorted([[other, "READ"], [owner, "MANAGE"]]),
+        "after_delete": {"type": "ResourceDoesNotExist", "error_code": "RESOURCE_DOES_NOT_EXIST"},
+    }

@@ -217,3 +217,38 @@ def test_concurrent_migrate_on_postgres() -> None:
         finally:
             for db in dbs:
                 db.dispose()
+
+
+def test_migration_0007_keeps_existing_scopes_and_endpoints_working(db_url: str) -> None:
+    """Scopes made before ACLs existed give their creator MANAGE; endpoints take their creator as the
+    principal whose rights their references use (a service principal keeps its kind)."""
+    from alembic import command
+
+    database = Database(db_url)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with database.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0006")
+    with database.engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO principals (kind, name, is_admin, active, created_ms) VALUES "
+            "('user', 'ann@example.com', false, true, 0), ('service_principal', 'sp-1', false, true, 0)"
+        ))  # fmt: skip
+        conn.execute(text("INSERT INTO secret_scopes VALUES ('old', 'DATABRICKS', 'ann@example.com', 0)"))
+        for eid, creator in (("e1", "ann@example.com"), ("e2", "sp-1")):
+            conn.execute(
+                text(
+                    "INSERT INTO endpoints (id, name, creator, creation_ms, updated_ms, config_version, config, "
+                    "tags, route_optimized, extras) VALUES (:id, :id, :creator, 0, 0, 1, '{}', '[]', false, '{}')"
+                ),
+                {"id": eid, "creator": creator},
+            )
+    database.migrate()
+    with database.engine.connect() as conn:
+        assert list(conn.execute(text("SELECT scope, principal, permission FROM secret_acls"))) == [
+            ("old", "ann@example.com", "MANAGE")
+        ]
+        owners = conn.execute(text("SELECT id, config_owner_kind, config_owner FROM endpoints ORDER BY id"))
+        assert list(owners) == [("e1", "user", "ann@example.com"), ("e2", "service_principal", "sp-1")]
+    database.dispose()

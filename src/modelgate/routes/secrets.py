@@ -1,4 +1,7 @@
-"""Secrets API (/api/2.0/secrets/...): admins manage scopes and secrets; values are never returned.
+"""Secrets API (/api/2.0/secrets/...): scopes, secrets and scope ACLs; values are never returned.
+
+Any user may create a scope and then holds MANAGE on it; everything else needs READ, WRITE or MANAGE on the
+scope (auth/secret_acls.py), and admins hold MANAGE everywhere.
 
 There is deliberately no `secrets/get`: a stored value is only ever used by a provider call, through a
 `{{secrets/<scope>/<key>}}` reference in an endpoint config.
@@ -8,23 +11,24 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Literal
+from typing import Literal, TypeVar
 
 from pydantic import Field
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from modelgate.auth.principal import Principal
-from modelgate.errors import InvalidParameterValue, PermissionDenied
+from modelgate.errors import InvalidParameterValue
 from modelgate.protocol.common import WireModel, validate_request
 from modelgate.routes.common import JSONResponse, principal, read_json_object, services
 from modelgate.secrets_store import SecretStore
 
+M = TypeVar("M", bound=WireModel)
+
 
 class CreateScopeRequest(WireModel):
     scope: str = Field(min_length=1)
-    # Databricks: the principal given MANAGE on the scope; accepted for compatibility (admins manage scopes).
+    # The principal given MANAGE on the new scope instead of its creator (`users`: everyone).
     initial_manage_principal: str | None = None
     scope_backend_type: Literal["DATABRICKS"] | None = None
 
@@ -45,22 +49,37 @@ class SecretKeyRequest(WireModel):
     key: str = Field(min_length=1)
 
 
+class PutAclRequest(WireModel):
+    scope: str = Field(min_length=1)
+    principal: str = Field(min_length=1)
+    permission: str = Field(min_length=1)
+
+
+class DeleteAclRequest(WireModel):
+    scope: str = Field(min_length=1)
+    principal: str = Field(min_length=1)
+
+
 def _store(request: Request) -> SecretStore:
     svc = services(request)
     return SecretStore(svc.db, svc.secrets.cipher)
 
 
-async def _admin(request: Request, action: str) -> Principal:
-    who = await principal(request)
-    if not who.is_admin:
-        raise PermissionDenied(f"{who.name} may not {action}: only workspace admins manage secrets.")
-    return who
+def _query(request: Request, name: str) -> str:
+    value = request.query_params.get(name)
+    if not value:
+        raise InvalidParameterValue(f"Missing required parameter '{name}'.")
+    return value
+
+
+async def _body(request: Request, model: type[M]) -> M:
+    return validate_request(model, await read_json_object(request), control_plane=True)
 
 
 async def create_scope(request: Request) -> Response:
-    who = await _admin(request, "create secret scopes")
-    req = validate_request(CreateScopeRequest, await read_json_object(request), control_plane=True)
-    await _store(request).create_scope(req.scope, who.name)
+    who = await principal(request)
+    req = await _body(request, CreateScopeRequest)
+    await _store(request).create_scope(req.scope, who, req.initial_manage_principal)
     return JSONResponse({})
 
 
@@ -71,15 +90,15 @@ async def list_scopes(request: Request) -> Response:
 
 
 async def delete_scope(request: Request) -> Response:
-    await _admin(request, "delete secret scopes")
-    req = validate_request(ScopeRequest, await read_json_object(request), control_plane=True)
-    await _store(request).delete_scope(req.scope)
+    who = await principal(request)
+    req = await _body(request, ScopeRequest)
+    await _store(request).delete_scope(req.scope, who)
     return JSONResponse({})
 
 
 async def put(request: Request) -> Response:
-    await _admin(request, "write secrets")
-    req = validate_request(PutSecretRequest, await read_json_object(request), control_plane=True)
+    who = await principal(request)
+    req = await _body(request, PutSecretRequest)
     if (req.string_value is None) == (req.bytes_value is None):
         raise InvalidParameterValue("Give exactly one of 'string_value' and 'bytes_value'.")
     if req.string_value is not None:
@@ -89,26 +108,49 @@ async def put(request: Request) -> Response:
             value = base64.b64decode(req.bytes_value or "", validate=True).decode()
         except (binascii.Error, UnicodeDecodeError):
             raise InvalidParameterValue("'bytes_value' must be base64 of UTF-8 text.") from None
-    await _store(request).put(req.scope, req.key, value)
+    await _store(request).put(req.scope, req.key, value, who)
     return JSONResponse({})
 
 
 async def list_secrets(request: Request) -> Response:
-    await _admin(request, "list secrets")
-    scope = request.query_params.get("scope")
-    if not scope:
-        raise InvalidParameterValue("Missing required parameter 'scope'.")
-    secrets = await _store(request).list_secrets(scope)
+    who = await principal(request)
+    secrets = await _store(request).list_secrets(_query(request, "scope"), who)
     return JSONResponse(
         {"secrets": [{"key": s.key, "last_updated_timestamp": s.last_updated_timestamp} for s in secrets]}
     )
 
 
 async def delete(request: Request) -> Response:
-    await _admin(request, "delete secrets")
-    req = validate_request(SecretKeyRequest, await read_json_object(request), control_plane=True)
-    await _store(request).delete(req.scope, req.key)
+    who = await principal(request)
+    req = await _body(request, SecretKeyRequest)
+    await _store(request).delete(req.scope, req.key, who)
     return JSONResponse({})
+
+
+async def put_acl(request: Request) -> Response:
+    who = await principal(request)
+    req = await _body(request, PutAclRequest)
+    await _store(request).put_acl(req.scope, req.principal, req.permission, who)
+    return JSONResponse({})
+
+
+async def delete_acl(request: Request) -> Response:
+    who = await principal(request)
+    req = await _body(request, DeleteAclRequest)
+    await _store(request).delete_acl(req.scope, req.principal, who)
+    return JSONResponse({})
+
+
+async def get_acl(request: Request) -> Response:
+    who = await principal(request)
+    acl = await _store(request).get_acl(_query(request, "scope"), _query(request, "principal"), who)
+    return JSONResponse({"principal": acl.principal, "permission": acl.permission})
+
+
+async def list_acls(request: Request) -> Response:
+    who = await principal(request)
+    acls = await _store(request).list_acls(_query(request, "scope"), who)
+    return JSONResponse({"items": [{"principal": a.principal, "permission": a.permission} for a in acls]})
 
 
 routes = [
@@ -118,4 +160,8 @@ routes = [
     Route("/api/2.0/secrets/put", put, methods=["POST"]),
     Route("/api/2.0/secrets/list", list_secrets, methods=["GET"]),
     Route("/api/2.0/secrets/delete", delete, methods=["POST"]),
+    Route("/api/2.0/secrets/acls/put", put_acl, methods=["POST"]),
+    Route("/api/2.0/secrets/acls/delete", delete_acl, methods=["POST"]),
+    Route("/api/2.0/secrets/acls/get", get_acl, methods=["GET"]),
+    Route("/api/2.0/secrets/acls/list", list_acls, methods=["GET"]),
 ]

@@ -31,6 +31,7 @@ from modelgate.protocol.endpoints import (
     PatchTagsRequest,
     PermissionsRequest,
 )
+from modelgate.secrets_store import SecretStore
 from modelgate.serving.endpoint_view import endpoint_view, openapi_document
 from modelgate.serving.entities import EntityFactory
 from modelgate.serving.registry import EndpointRegistry, acl_from_rows, bump_generation
@@ -48,12 +49,18 @@ def _now_ms() -> int:
 
 class EndpointService:
     def __init__(
-        self, db: Database, factory: EntityFactory, registry: EndpointRegistry, guardrails: Guardrails | None = None
+        self,
+        db: Database,
+        factory: EntityFactory,
+        registry: EndpointRegistry,
+        guardrails: Guardrails | None = None,
+        secrets: SecretStore | None = None,
     ) -> None:
         self.db = db
         self.factory = factory
         self.registry = registry
         self.guardrails = guardrails
+        self.secrets = secrets or SecretStore(db, factory.cipher)
         self._bumped: dict[str, str] = {}  # endpoint -> the generation our last change of it made
 
     # -- helpers -----------------------------------------------------------------------------------
@@ -127,6 +134,15 @@ class EndpointService:
             )
         return level
 
+    def _set_config(self, s: Session, principal: Principal, row: Endpoint, stored_config: Json) -> None:
+        """`principal` sets the config: it must READ every secret scope the config names (and be an admin to
+        name the server's environment); its references then resolve with its rights."""
+        self.secrets.check_references(
+            s, principal, stored_config["served_entities"], self.factory.deps.secrets.env_policy
+        )
+        row.config = stored_config
+        row.config_owner_kind, row.config_owner = principal.kind, principal.name
+
     def _changed(self, s: Session, name: str) -> None:
         self._bumped[name] = bump_generation(s)
 
@@ -171,12 +187,12 @@ class EndpointService:
                 description=req.description,
                 task=task,
                 config_version=1,
-                config=stored_config,
                 ai_gateway=ai_gateway,
                 tags=[t.model_dump(exclude_none=True) for t in req.tags or []],
                 route_optimized=bool(req.route_optimized),
                 extras=extras,
             )
+            self._set_config(s, principal, row, stored_config)
             s.add(row)
             s.add(
                 EndpointPermission(
@@ -249,7 +265,7 @@ class EndpointService:
                 stored_config["auto_capture_config"] = row.config["auto_capture_config"]
             if stored_config == row.config and task == row.task:
                 return endpoint_view(row, self.factory, level)  # nothing changed: no new config version
-            row.config = stored_config
+            self._set_config(s, principal, row, stored_config)
             row.task = task
             row.config_version += 1
             row.updated_ms = _now_ms()

@@ -7,13 +7,14 @@ catalog is configured, served entities naming a model are rejected at create tim
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Protocol
 
 from modelgate.errors import InvalidParameterValue
 from modelgate.protocol.endpoints import ServedEntityInput
 from modelgate.providers.base import Provider, ProviderDeps
 from modelgate.providers.registry import ProviderRegistry
-from modelgate.secrets import SecretCipher, encrypt_plaintext_fields
+from modelgate.secrets import ConfigOwner, SecretCipher, encrypt_plaintext_fields
 
 READY = "DEPLOYMENT_READY"
 
@@ -65,12 +66,15 @@ class EntityFactory:
             )
         return stored, self.catalog.task_of(entity.entity_name or "", entity.entity_version)
 
-    def build(self, stored: dict[str, Any]) -> Provider:
+    def build(self, stored: dict[str, Any], owner: ConfigOwner | None = None) -> Provider:
+        """The backend of a stored entity; an external model's secret references resolve with the rights of
+        `owner`, the principal that last set the endpoint's config."""
         ext = stored.get("external_model")
         if ext is not None:
             provider_cls = self.providers.get(ext["provider"])
             config = provider_cls.parse_config(ext.get(provider_cls.config_key))
-            return provider_cls(ext["name"], ext["task"], config, self.deps)
+            deps = dataclasses.replace(self.deps, secrets=self.deps.secrets.for_owner(owner))
+            return provider_cls(ext["name"], ext["task"], config, deps)
         if self.catalog is None:
             raise InvalidParameterValue(f"Served entity '{stored['name']}' has no backend on this server.")
         return self.catalog.backend(stored["entity_name"], stored.get("entity_version"))

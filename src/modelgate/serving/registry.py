@@ -21,6 +21,7 @@ from modelgate.auth.permissions import AclKey, Level
 from modelgate.errors import ResourceDoesNotExist
 from modelgate.gateway.tables import RecordingPlan, recording_plan
 from modelgate.providers.base import Provider
+from modelgate.secrets import ConfigOwner
 from modelgate.serving.entities import EntityFactory
 from modelgate.serving.traffic import TrafficSplitter
 from modelgate.store.counters import bump_counter, read_counter
@@ -173,9 +174,10 @@ class EndpointRegistry:
 
     def _build(self, row: Endpoint, perms: list[EndpointPermission]) -> EndpointRuntime:
         entities: dict[str, EntityRuntime] = {}
+        owner = ConfigOwner(row.config_owner_kind or "user", row.config_owner) if row.config_owner else None
         for stored in row.config.get("served_entities", []):
             try:
-                backend: Provider | None = self.factory.build(stored)
+                backend: Provider | None = self.factory.build(stored, owner)
                 error = None
             except Exception as exc:  # a broken entity must not take the endpoint's others down
                 log.warning("served entity %s of %s cannot be built: %s", stored.get("name"), row.name, exc)

@@ -60,6 +60,9 @@ class Endpoint(Base):
     route_optimized: Mapped[bool] = mapped_column(Boolean, default=False)
     # Fields stored and echoed but not acted on (budget_policy_id, email_notifications, ...).
     extras: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # The principal that last set `config`: its secret references resolve with this principal's rights.
+    config_owner_kind: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    config_owner: Mapped[str | None] = mapped_column(String(255), nullable=True)
 
 
 class EndpointPermission(Base):
@@ -104,7 +107,7 @@ class GroupMember(Base):
 
 
 class SecretScope(Base):
-    """A secret scope (Databricks secrets API); only admins create and delete scopes."""
+    """A secret scope (Databricks secrets API); who may do what with it is in `secret_acls`."""
 
     __tablename__ = "secret_scopes"
 
@@ -123,6 +126,16 @@ class Secret(Base):
     key: Mapped[str] = mapped_column(String(128), primary_key=True)
     value_encrypted: Mapped[str] = mapped_column(Text)
     last_updated_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class SecretAcl(Base):
+    """READ, WRITE or MANAGE on a secret scope for a user name, group name or service principal id."""
+
+    __tablename__ = "secret_acls"
+
+    scope: Mapped[str] = mapped_column(ForeignKey("secret_scopes.name", ondelete="CASCADE"), primary_key=True)
+    principal: Mapped[str] = mapped_column(String(255), primary_key=True)
+    permission: Mapped[str] = mapped_column(String(16))
 
 
 class CatalogModel(Base):
