@@ -70,18 +70,24 @@ def is_reference(value: Any) -> bool:
     return isinstance(value, str) and REFERENCE.match(value) is not None
 
 
-def encrypt_plaintext_fields(obj: Any, cipher: SecretCipher) -> Any:
-    """Copy of a config tree with every `*_plaintext` string encrypted (before it is stored)."""
+def encrypt_plaintext_fields(obj: Any, cipher: SecretCipher, path: str = "") -> Any:
+    """Copy of a client's config tree with every `*_plaintext` string encrypted (before it is stored).
+
+    A `*_plaintext` that is not a string is refused: an `{"$encrypted": ...}` object sent by a client would
+    otherwise be stored as is and decrypted for the client's endpoint, whoever's secret it held."""
     if isinstance(obj, dict):
         out: dict[str, Any] = {}
         for k, v in obj.items():
+            here = f"{path}.{k}" if path else str(k)
+            if k.endswith(PLAINTEXT_SUFFIX) and v is not None and not isinstance(v, str):
+                raise InvalidParameterValue(f"{here} must be a string: the secret's value itself")
             if k.endswith(PLAINTEXT_SUFFIX) and isinstance(v, str):
                 out[k] = cipher.encrypt(v)
             else:
-                out[k] = encrypt_plaintext_fields(v, cipher)
+                out[k] = encrypt_plaintext_fields(v, cipher, here)
         return out
     if isinstance(obj, list):
-        return [encrypt_plaintext_fields(v, cipher) for v in obj]
+        return [encrypt_plaintext_fields(v, cipher, f"{path}[{i}]") for i, v in enumerate(obj)]
     return obj
 
 

@@ -191,3 +191,19 @@ def test_losing_read_stops_the_secret(live: LiveServer, listener: FakeUpstreamTh
         assert admin.put(f"/api/2.0/serving-endpoints/{name}/config", json=config).status_code == 200
         assert admin.post(f"/serving-endpoints/{name}/invocations", json=CHAT).status_code == 200
     assert _delivered(listener, value) == delivered + 1
+
+
+def test_a_client_cannot_hand_in_an_encrypted_value(live: LiveServer, listener: FakeUpstreamThread) -> None:
+    """`*_plaintext` takes the value itself: a stored `{"$encrypted": ...}` token sent back in would be
+    decrypted for the sender's endpoint, whoever's secret it was."""
+    _, token = _user(live, "mallory")
+    entity = _entity(listener.base_url, "")
+    config = entity["external_model"]["openai_config"]
+    del config["openai_api_key"]
+    config["openai_api_key_plaintext"] = {"$encrypted": "gAAAAAB-anyone-elses-token"}
+    with live.client(token) as m:
+        resp = m.post("/api/2.0/serving-endpoints", json={"name": f"enc-{secrets.token_hex(3)}",
+                                                          "config": {"served_entities": [entity]}})  # fmt: skip
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert "openai_api_key_plaintext must be a string" in resp.json()["message"]

@@ -57,7 +57,7 @@ class EntityFactory:
                     f"unexpected: {', '.join(sorted(extra))}"
                 )
             provider_cls.parse_config(raw_config)
-            stored["external_model"] = encrypt_plaintext_fields(stored["external_model"], self.cipher)
+            stored["external_model"] = encrypt_plaintext_fields(stored["external_model"], self.cipher, "external_model")
             return stored, ext.task
         if self.catalog is None:
             raise InvalidParameterValue(
