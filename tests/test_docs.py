@@ -33,7 +33,7 @@ def yaml_blocks(doc: Path) -> list[str]:
 
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-DOCS_WITH_EXAMPLES = [d for d in DOCS if d.name in ("README.md", "serving.md", "ai_gateway.md")]
+DOCS_WITH_EXAMPLES = [d for d in DOCS if d.name in ("README.md", "serving.md", "ai_gateway.md", "security.md")]
 
 
 @pytest.fixture(scope="module")
