@@ -199,3 +199,33 @@ def test_cli_and_signing_key_survive_a_restart(tmp_path: Path) -> None:
         assert deleted.returncode == 0 and deleted.stdout.strip() == f"deleted {sp.client_id}"
         assert _token(again, sp).status_code == 401
         assert _cli(again.data_dir, "delete", sp.client_id).returncode == 1
+
+
+def test_a_service_principal_holds_its_groups_grants(server: LiveServer) -> None:
+    """An OAuth token carries the service principal's groups: a group's READ on a secret scope lets it
+    reference the scope, and the group's CAN_QUERY lets it query, as for a user."""
+    sp = make_service_principal(server, "grouped-sp")
+    scope, group = f"sp-scope-{sp.scim_id}", f"sp-group-{sp.scim_id}"
+    with server.client() as admin:
+        members = [{"value": sp.scim_id}]
+        assert (
+            admin.post("/api/2.0/preview/scim/v2/Groups", json={"displayName": group, "members": members}).status_code
+            == 201
+        )
+        admin.post("/api/2.0/secrets/scopes/create", json={"scope": scope})
+        admin.post("/api/2.0/secrets/put", json={"scope": scope, "key": "k", "string_value": "sk-sp"})
+    token = _token(server, sp).json()["access_token"]
+    ref = f"{{{{secrets/{scope}/k}}}}"
+    openai_config = {"openai_api_base": "http://127.0.0.1:9/v1", "openai_api_key": ref}
+    entity = {
+        "external_model": {"name": "m", "provider": "openai", "task": "llm/v1/chat", "openai_config": openai_config}
+    }
+    body = {"name": f"sp-ref-{sp.scim_id}"[:60], "config": {"served_entities": [entity]}}
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"}) as c:
+        refused = c.post("/api/2.0/serving-endpoints", json=body)
+        assert refused.status_code == 403, refused.text
+        with server.client() as admin:
+            grant = {"scope": scope, "principal": group, "permission": "READ"}
+            assert admin.post("/api/2.0/secrets/acls/put", json=grant).json() == {}
+        created = c.post("/api/2.0/serving-endpoints", json=body)
+        assert created.status_code == 200, created.text

@@ -23,6 +23,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from modelgate.auth.groups import ADMINS_GROUP, groups_of
 from modelgate.auth.principal import Principal
 from modelgate.auth.service_principals import KIND, authenticate_client, find_by_application_id
 from modelgate.store.db import Database
@@ -148,7 +149,10 @@ class OAuthIssuer:
             row = find_by_application_id(s, application_id)
             if row is None or not row.active:
                 return None
-            return Principal(kind=KIND, name=row.name, is_admin=row.is_admin, principal_id=row.id)
+            # Group grants apply to service principals as to users (endpoint ACLs, secret scope ACLs).
+            groups = groups_of(s, row.id)
+            is_admin = row.is_admin or ADMINS_GROUP in groups
+            return Principal(kind=KIND, name=row.name, is_admin=is_admin, groups=groups, principal_id=row.id)
 
         who = await self._db.run(lookup)
         if who is None:
