@@ -32,6 +32,8 @@ class Settings:
     # MODELGATE_ALLOWED_ENV_REFERENCES: comma-separated names or globs that `{{env/NAME}}` may name (default
     # any); MODELGATE_* and DATABRICKS_* never, whatever this says.
     allowed_env_references: str | None = None
+    # MODELGATE_METRICS_PUBLIC=1: serve /metrics without a token (it then names every endpoint to anyone).
+    metrics_public: bool = False
     # MODELGATE_UPSTREAM_TIMEOUT_S: the longest wait for an upstream's next bytes (its first byte, or the next
     # chunk of a stream); a call that keeps sending is never cut.
     upstream_timeout_s: float = 600.0
@@ -57,6 +59,7 @@ class Settings:
             "guardrail_embedding_endpoint": env.get("MODELGATE_GUARDRAIL_EMBEDDING_ENDPOINT") or None,
             "guardrail_safety_endpoint": env.get("MODELGATE_GUARDRAIL_SAFETY_ENDPOINT") or None,
             "allowed_env_references": env.get("MODELGATE_ALLOWED_ENV_REFERENCES") or None,
+            "metrics_public": env.get("MODELGATE_METRICS_PUBLIC", "").lower() in ("1", "true", "yes"),
         }
         if env.get("MODELGATE_UPSTREAM_RETRY_BUDGET_S"):
             values["upstream_retry_budget_s"] = float(env["MODELGATE_UPSTREAM_RETRY_BUDGET_S"])

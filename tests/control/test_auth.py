@@ -83,7 +83,18 @@ def test_public_routes_need_no_token(server: LiveServer) -> None:
     assert meta.status_code == 200
     assert meta.json()["oidc_endpoint"] == server.url + "/oidc"
     assert meta.json()["workspace_id"].isdigit()
-    assert httpx.get(server.url + "/metrics").status_code == 200
+
+
+def test_metrics_need_an_admin(server: LiveServer, tmp_path: Path) -> None:
+    """/metrics names every endpoint, so it is the admins' unless the operator makes it public."""
+    assert httpx.get(server.url + "/metrics").status_code == 401
+    user = server.create_token("metrics-reader@example.com")
+    refused = httpx.get(server.url + "/metrics", headers={"Authorization": f"Bearer {user}"})
+    assert refused.status_code == 403 and refused.json()["error_code"] == "PERMISSION_DENIED"
+    with server.client() as admin:
+        assert admin.get("/metrics").text.startswith("# HELP")
+    with LiveServer(tmp_path / "public", env={"MODELGATE_METRICS_PUBLIC": "1"}) as public:
+        assert httpx.get(public.url + "/metrics").status_code == 200
 
 
 def _admin_tokens(live: LiveServer) -> list[dict[str, object]]:

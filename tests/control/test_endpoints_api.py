@@ -280,7 +280,7 @@ def test_metrics_count_queries(any_server: LiveServer, upstream: FakeUpstreamThr
     samples = [ln for ln in per_endpoint.splitlines() if ln and not ln.startswith("#")]
     assert samples and all(f'endpoint="{name}"' in ln for ln in samples)
 
-    everything = httpx.get(any_server.url + "/metrics")
+    everything = httpx.get(any_server.url + "/metrics", headers={"Authorization": f"Bearer {any_server.admin_token}"})
     assert everything.status_code == 200
     assert everything.headers["content-type"].startswith("text/plain")
     assert _sample_line(everything.text, "modelgate_requests_total", name) == line

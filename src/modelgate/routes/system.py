@@ -1,4 +1,8 @@
-"""Unauthenticated service routes: health, Prometheus metrics, host metadata the Databricks SDK probes."""
+"""Service routes: health and the host metadata the Databricks SDK probes (open), Prometheus metrics.
+
+`/metrics` names every endpoint and served entity with its traffic and errors, which endpoint permissions
+hide from those who may not view them, so it takes an admin's token unless MODELGATE_METRICS_PUBLIC=1
+(a Prometheus scrape sends one with `authorization: {credentials_file: ...}`)."""
 
 from __future__ import annotations
 
@@ -6,7 +10,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from modelgate.routes.common import JSONResponse, services
+from modelgate.errors import PermissionDenied
+from modelgate.routes.common import JSONResponse, principal, services
 
 
 async def health(request: Request) -> Response:
@@ -14,6 +19,14 @@ async def health(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
+    svc = services(request)
+    if not svc.settings.metrics_public:
+        who = await principal(request)
+        if not who.is_admin:
+            raise PermissionDenied(
+                f"{who.name} may not read /metrics: it covers every endpoint, so it needs a workspace admin's "
+                "token. Per endpoint: GET /api/2.0/serving-endpoints/{name}/metrics."
+            )
     return Response(services(request).metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
