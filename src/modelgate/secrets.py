@@ -20,6 +20,7 @@ from typing import Any
 from cryptography.fernet import Fernet, InvalidToken
 
 from modelgate.errors import InvalidParameterValue, TemporarilyUnavailable
+from modelgate.redaction import SecretMask
 
 ENCRYPTED = "$encrypted"
 PLAINTEXT_SUFFIX = "_plaintext"
@@ -95,9 +96,12 @@ SecretLookup = Callable[[str, str], str | None]
 class SecretResolver:
     """Turns stored secret values into plaintext for a provider call."""
 
-    def __init__(self, cipher: SecretCipher, lookup: SecretLookup | None = None) -> None:
+    def __init__(
+        self, cipher: SecretCipher, lookup: SecretLookup | None = None, mask: SecretMask | None = None
+    ) -> None:
         self.cipher = cipher
         self._lookup = lookup
+        self.mask = mask if mask is not None else SecretMask()  # every value resolved here is masked in output
 
     def set_lookup(self, lookup: SecretLookup) -> None:
         self._lookup = lookup
@@ -150,6 +154,7 @@ class SecretValue:
         now = time.monotonic()
         if self._cached is None or now >= self._expires:
             self._cached = self._resolver.resolve(self._raw, self._field)
+            self._resolver.mask.add(self._cached)
             permanent = isinstance(self._raw, dict)
             self._expires = float("inf") if permanent else now + REFERENCE_TTL_SECONDS
         return self._cached
