@@ -10,6 +10,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from modelgate.errors import ExternalModelError
+from modelgate.providers.upstream import upstream_error
 from modelgate.redaction import MASK, SecretMask, install_log_scrubbing
 from modelgate.secrets import SecretCipher, SecretResolver, SecretValue
 
@@ -62,6 +63,14 @@ def test_scrub_error_and_json() -> None:
     exc = ExternalModelError("custom", 400, "BAD_REQUEST", {"message": f"bad {KEY}", KEY: [KEY, 1, None]})
     assert mask.scrub_error(exc) is exc
     assert exc.body()["external_model_message"] == {"message": f"bad {MASK}", MASK: [MASK, 1, None]}
+
+
+def test_clip_never_leaves_part_of_a_secret() -> None:
+    mask = SecretMask()
+    mask.add(KEY)
+    body = ("x" * 1990 + KEY).encode()  # the cut at 2000 falls inside the key
+    message = upstream_error("custom", 401, body, None, mask).extra["external_model_message"]["message"]
+    assert len(message) == 2000 and KEY[:10] not in message and message.endswith(MASK)
 
 
 def test_resolved_secret_values_join_the_mask() -> None:
