@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +19,10 @@ os.environ.setdefault("DO_NOT_TRACK", "true")
 os.environ.setdefault("MODELGATE_UPSTREAM_RETRY_BUDGET_S", "0")
 
 UPSTREAM_KEY = "sk-upstream-test"
+# A secret the session's servers hold in their environment, for `{{env/...}}` references (not MODELGATE_* or
+# DATABRICKS_*: those names are the server's own).
+ENV_SECRET_NAME = "MG_TEST_ENV_SECRET"
+ENV_SECRET_VALUE = "env-" + secrets.token_hex(12)
 
 
 @pytest.fixture(scope="session")
@@ -30,7 +35,7 @@ def upstream() -> Iterator[FakeUpstreamThread]:
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """A live `modelgate serve` on SQLite, shared by the session (tests use distinct endpoint names)."""
-    with LiveServer(tmp_path_factory.mktemp("mg-sqlite")) as live:
+    with LiveServer(tmp_path_factory.mktemp("mg-sqlite"), env={ENV_SECRET_NAME: ENV_SECRET_VALUE}) as live:
         yield live
 
 
@@ -43,7 +48,8 @@ def pg_url() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def pg_server(tmp_path_factory: pytest.TempPathFactory, pg_url: str) -> Iterator[LiveServer]:
     """A live `modelgate serve` on a fresh PostgreSQL database."""
-    with LiveServer(tmp_path_factory.mktemp("mg-pg"), database_url=pg_url) as live:
+    env = {ENV_SECRET_NAME: ENV_SECRET_VALUE}
+    with LiveServer(tmp_path_factory.mktemp("mg-pg"), database_url=pg_url, env=env) as live:
         yield live
 
 

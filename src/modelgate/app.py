@@ -35,6 +35,7 @@ from modelgate.protocol.embeddings import EmbeddingRequest
 from modelgate.providers.base import ProviderDeps
 from modelgate.providers.http import HttpClient, new_http_client
 from modelgate.providers.registry import ProviderRegistry
+from modelgate.redaction import SecretMask, install_log_scrubbing
 from modelgate.routes import endpoints as endpoint_routes
 from modelgate.routes import gateway_data as gateway_data_routes
 from modelgate.routes import models as model_routes
@@ -192,12 +193,13 @@ def settle_heap() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
+def create_app(settings: Settings | None = None, mask: SecretMask | None = None) -> Starlette:
+    """The app; `mask` is the process's secret mask when its logs are scrubbed with it (`modelgate serve`)."""
     settings = settings or Settings.from_env()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        services = await _start(settings)
+        services = await _start(settings, mask)
         app.state.services = services
         if isinstance(app, ModelgateApp):
             app.services = services
@@ -266,17 +268,20 @@ def _connect_guardrails(guardrails: Guardrails, services: Services) -> None:
 
 
 def create_app_from_env() -> Starlette:
-    """The app of one worker process of `modelgate serve --workers N` (settings from the environment)."""
-    return create_app(Settings.from_env())
+    """The app of one worker process of `modelgate serve --workers N` (settings from the environment), whose
+    log records are scrubbed of every secret the process resolves, as in a single-process `serve`."""
+    mask = SecretMask()
+    install_log_scrubbing(mask)
+    return create_app(Settings.from_env(), mask)
 
 
-async def prepare_store(settings: Settings) -> None:
+async def prepare_store(settings: Settings, mask: SecretMask | None = None) -> None:
     """Migrate, register the admin token and apply the config file once, before worker processes start."""
-    services = await _start(settings)
+    services = await _start(settings, mask)
     await _stop(services)
 
 
-async def _start(settings: Settings) -> Services:
+async def _start(settings: Settings, mask: SecretMask | None = None) -> Services:
     import asyncio
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -285,7 +290,7 @@ async def _start(settings: Settings) -> Services:
     cipher = SecretCipher(load_or_create_key(settings.data_dir, settings.secret_key))
     secret_store = SecretStore(db, cipher)
     resolver = SecretResolver(
-        cipher, secret_store, env_policy=EnvPolicy.parse(settings.allowed_env_references)
+        cipher, secret_store, env_policy=EnvPolicy.parse(settings.allowed_env_references), mask=mask
     )
     admin = await asyncio.to_thread(_bootstrap_admin, db, settings)
     workspace_id = await asyncio.to_thread(_workspace_id, db)
@@ -318,6 +323,7 @@ async def _start(settings: Settings) -> Services:
                 observers=[metrics.observe, GatewayRecorder(writer).observe],
                 limiter=limiter,
                 guardrails=guardrails,
+                mask=resolver.mask,
             ),
             writer=writer,
             limiter=limiter,

@@ -67,6 +67,7 @@ def serve(host: str, port: int, data_dir: Path | None, config_file: Path | None,
     from modelgate.app import create_app, prepare_store
     from modelgate.auth.tokens import PAT_PATTERN
     from modelgate.config_file import ConfigFileError, load_endpoints
+    from modelgate.redaction import SecretMask, install_log_scrubbing
 
     settings = _settings(data_dir, host=host, port=port, config_file=config_file, log_level=log_level)
     if settings.admin_token and not PAT_PATTERN.match(settings.admin_token):
@@ -80,6 +81,8 @@ def serve(host: str, port: int, data_dir: Path | None, config_file: Path | None,
         except ConfigFileError as exc:
             raise click.UsageError(str(exc)) from None
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    mask = SecretMask()  # every secret this process resolves: masked in error answers and in every log record
+    install_log_scrubbing(mask)
     click.echo(f"modelgate {__version__} serving on http://{host}:{port} (data in {settings.data_dir})", err=True)
     common: dict[str, object] = {
         "host": host,
@@ -92,12 +95,12 @@ def serve(host: str, port: int, data_dir: Path | None, config_file: Path | None,
         "proxy_headers": False,
     }
     if workers == 1:
-        uvicorn.run(create_app(settings), **common)  # type: ignore[arg-type]
+        uvicorn.run(create_app(settings, mask), **common)  # type: ignore[arg-type]
         return
     if not settings.redis_url:
         click.echo("note: without MODELGATE_REDIS_URL each worker counts rate limits on its own", err=True)
     # Migrations, the admin token and the config file run once here, not in every worker at once.
-    asyncio.run(prepare_store(settings))
+    asyncio.run(prepare_store(settings, mask))
     os.environ["MODELGATE_DATA_DIR"] = str(settings.data_dir)
     uvicorn.run("modelgate.app:create_app_from_env", factory=True, workers=workers, **common)  # type: ignore[arg-type]
 

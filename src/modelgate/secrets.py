@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from cryptography.fernet import Fernet, InvalidToken
 
 from modelgate.errors import InvalidParameterValue, PermissionDenied, TemporarilyUnavailable
+from modelgate.redaction import SecretMask
 
 ENCRYPTED = "$encrypted"
 PLAINTEXT_SUFFIX = "_plaintext"
@@ -174,11 +175,13 @@ class SecretResolver:
         *,
         env_policy: EnvPolicy | None = None,
         owner: ConfigOwner | None = None,
+        mask: SecretMask | None = None,
     ) -> None:
         self.cipher = cipher
         self._source = source
         self.env_policy = env_policy or EnvPolicy()
         self.owner = owner
+        self.mask = mask if mask is not None else SecretMask()  # every value resolved here is masked in output
 
     def set_source(self, source: SecretSource) -> None:
         self._source = source
@@ -260,6 +263,7 @@ class SecretValue:
                 self._cached, self._refused, self._expires = None, exc, now + REFERENCE_TTL_SECONDS
                 raise
             self._refused = None
+            self._resolver.mask.add(self._cached)
             permanent = isinstance(self._raw, dict)
             self._expires = float("inf") if permanent else now + REFERENCE_TTL_SECONDS
         return self._cached

@@ -12,6 +12,7 @@ import openai
 import pytest
 
 from tests.fakes.azure_openai_upstream import API_VERSION, SCOPE, FakeAzureOpenAIThread
+from tests.fakes.echo_upstream import EchoUpstreamThread
 from tests.providers.client_calls import invoke
 from tests.providers.sent import sent_with
 from tests.support.live import LiveServer, create_endpoint
@@ -145,6 +146,28 @@ def test_wrong_client_secret_names_the_entra_failure_without_leaking_it(
     assert "Trace ID" not in message
     assert wrong not in resp.text and wrong not in server.log()
     assert CLIENT_SECRET not in server.log()
+
+
+def test_an_echo_of_the_entra_token_or_client_secret_is_masked(
+    server: LiveServer, azure_endpoint: Callable[..., str]
+) -> None:
+    """Derived credentials too: the access token modelgate sends upstream, and the client secret (URL-encoded
+    in the form) it sends the token endpoint, come back masked when either echoes what it received."""
+    secret = "Ab+c/d=e~entra-secret-0123456789"
+    with EchoUpstreamThread() as echo:
+        to_upstream = azure_endpoint(openai_api_base=echo.url)
+        to_token_endpoint = azure_endpoint("llm/v1/embeddings", microsoft_entra_authority_host=echo.url,
+                                           microsoft_entra_client_secret_plaintext=secret)  # fmt: skip
+        refused = invoke(server, to_upstream, {"messages": [{"role": "user", "content": "x"}]})
+        refused_token = invoke(server, to_token_endpoint, {"input": "x"})
+        token = echo.requests[0].headers["authorization"].removeprefix("Bearer ")
+        form = echo.requests[1].json
+    assert token.startswith("eyJ") and "client_secret=Ab%2Bc%2Fd%3De" in form
+    for resp in (refused, refused_token):
+        assert resp.status_code == 400, resp.text
+        assert "[REDACTED]" in resp.text
+    assert token not in refused.text and token not in server.log()
+    assert "Ab%2Bc%2Fd%3De" not in refused_token.text and secret not in refused_token.text
 
 
 def test_unknown_tenant_is_a_400_naming_it(server: LiveServer, azure_endpoint: Callable[..., str]) -> None:

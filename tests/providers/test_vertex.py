@@ -7,6 +7,7 @@ import json
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import parse_qs
 
 import openai
 import pytest
@@ -17,6 +18,7 @@ from modelgate.errors import BadRequest
 from modelgate.protocol.chat import ChatRequest
 from modelgate.protocol.common import validate_request
 from modelgate.providers import vertex_translate as vt
+from tests.fakes.echo_upstream import EchoUpstreamThread
 from tests.fakes.vertex_upstream import FakeVertexThread
 from tests.providers.client_calls import invoke, multi_turn, stream_chat
 from tests.providers.conftest import VERTEX_MODELS, service_account_key
@@ -270,6 +272,30 @@ def test_key_of_another_account_is_refused_without_leaking_it(
     assert body["error_code"] == "BAD_REQUEST"
     assert "invalid_grant" in body["external_model_message"]["message"]
     assert "PRIVATE KEY" not in resp.text and "PRIVATE KEY" not in server.log()
+
+
+@pytest.mark.parametrize("echoes", ["gemini", "token endpoint"])
+def test_an_echo_of_the_access_token_or_the_signed_assertion_is_masked(
+    server: LiveServer, vertex_endpoint: Callable[..., str], echoes: str
+) -> None:
+    """The access token sent to Gemini, and the signed JWT sent to the token endpoint (a credential for an
+    hour), come back masked when the upstream or the token endpoint echoes what it received."""
+    with EchoUpstreamThread() as echo:
+        if echoes == "gemini":
+            name = vertex_endpoint(vertex_api_base=echo.url)
+        else:
+            name = vertex_endpoint(vertex_token_uri=echo.url + "/token")
+        resp = invoke(server, name, {"messages": [{"role": "user", "content": "x"}]})
+        [sent] = echo.requests
+    if echoes == "gemini":
+        credential = sent.headers["authorization"].removeprefix("Bearer ")
+        assert credential.startswith("ya29.")
+    else:
+        [credential] = parse_qs(sent.json)["assertion"]
+        assert credential.startswith("eyJ")
+    assert resp.status_code == 400, resp.text
+    assert "[REDACTED]" in resp.text
+    assert credential not in resp.text and credential not in server.log()
 
 
 def test_config_is_checked_at_create(server: LiveServer, ep_name: Callable[..., str]) -> None:

@@ -98,7 +98,10 @@ class Provider:
         """The HTTP client for this provider's upstream, with this endpoint's retry budget."""
         budget = self.config._retry_budget_s
         return UpstreamClient(
-            self.deps.http, self.name, retry_budget_s=self.deps.retry_budget_s if budget is None else budget
+            self.deps.http,
+            self.name,
+            retry_budget_s=self.deps.retry_budget_s if budget is None else budget,
+            mask=self.deps.secrets.mask,
         )
 
     # -- calls -----------------------------------------------------------------------------------

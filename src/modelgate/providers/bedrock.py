@@ -84,6 +84,7 @@ class BedrockProvider(Provider):
             self.secret(raw, "aws_access_key_id"),
             self.secret(raw, "aws_secret_access_key"),
             self.secret(raw, "aws_session_token"),
+            mask=deps.secrets.mask,
         )
         default = f"https://bedrock-runtime.{self.region}.amazonaws.com"
         self.base = (config.bedrock_endpoint_url or default).rstrip("/")
@@ -172,9 +173,10 @@ class BedrockProvider(Provider):
             event = {"message": payload[:2000].decode("utf-8", "replace")}
         if headers.get(":message-type") == "exception":
             status = _STREAM_EXCEPTIONS.get(str(headers.get(":exception-type")), 502)
-            raise upstream_error(self.name, status, payload, None)
+            raise upstream_error(self.name, status, payload, None, self.client.mask)
         if headers.get(":message-type") == "error":
-            raise upstream_error(self.name, 502, orjson.dumps({"message": headers.get(":error-message")}), None)
+            message = orjson.dumps({"message": headers.get(":error-message")})
+            raise upstream_error(self.name, 502, message, None, self.client.mask)
         return str(headers.get(":event-type")), event if isinstance(event, dict) else {}
 
     async def embeddings(self, request: EmbeddingRequest) -> Json:

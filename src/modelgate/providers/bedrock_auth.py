@@ -19,6 +19,7 @@ from botocore.credentials import Credentials, ReadOnlyCredentials
 from botocore.exceptions import BotoCoreError
 
 from modelgate.errors import BadRequest, TemporarilyUnavailable
+from modelgate.redaction import SecretMask
 from modelgate.secrets import SecretValue
 
 SERVICE = "bedrock"
@@ -28,11 +29,17 @@ class BedrockCredentials:
     """Where one endpoint's AWS credentials come from: its keys if it has them, else the default chain."""
 
     def __init__(
-        self, access_key: SecretValue | None, secret_key: SecretValue | None, session_token: SecretValue | None
+        self,
+        access_key: SecretValue | None,
+        secret_key: SecretValue | None,
+        session_token: SecretValue | None,
+        mask: SecretMask | None = None,
     ) -> None:
         self.access_key = access_key
         self.secret_key = secret_key
         self.session_token = session_token
+        # The endpoint's own keys are masked as their SecretValues resolve; the chain's when they are fetched.
+        self.mask = mask if mask is not None else SecretMask()
         self._chain: Credentials | None = None
         self._lock = asyncio.Lock()
 
@@ -48,12 +55,17 @@ class BedrockCredentials:
                 if self._chain is None:
                     self._chain = await asyncio.to_thread(_default_chain)
                 chain: Credentials = self._chain
-                return await asyncio.to_thread(chain.get_frozen_credentials)
+                frozen: ReadOnlyCredentials = await asyncio.to_thread(chain.get_frozen_credentials)
             except BotoCoreError as exc:
                 raise TemporarilyUnavailable(
                     f"The AWS default credential chain failed to provide credentials ({type(exc).__name__}).",
                     retry_after=1,
                 ) from None
+            # New or refreshed chain credentials (refreshes happen here, not on the path above).
+            for value in (frozen.access_key, frozen.secret_key, frozen.token):
+                if value:
+                    self.mask.add(value, derived=True)
+            return frozen
 
 
 def _refresh_due(creds: Credentials) -> bool:

@@ -23,6 +23,7 @@ import orjson
 
 from modelgate.errors import DeadlineExceeded, ExternalModelError, TemporarilyUnavailable
 from modelgate.providers.http import TRANSPORT_ERRORS, HttpClient, post_form
+from modelgate.redaction import SecretMask
 from modelgate.secrets import SecretValue
 
 DEFAULT_AUTHORITY_HOST = "https://login.microsoftonline.com"
@@ -43,8 +44,11 @@ class EntraTokenSource:
         client_id: str,
         client_secret: SecretValue,
         authority_host: str = DEFAULT_AUTHORITY_HOST,
+        mask: SecretMask | None = None,
     ) -> None:
         self.http = http
+        # The access tokens are credentials modelgate sends upstream: masked wherever an error echoes one.
+        self.mask = mask if mask is not None else SecretMask()
         self.client_id = client_id
         self.client_secret = client_secret
         self.url = f"{authority_host.rstrip('/')}/{tenant_id}/oauth2/v2.0/token"
@@ -59,6 +63,7 @@ class EntraTokenSource:
             digest = hashlib.sha256(secret.encode()).digest()  # a rotated secret invalidates the cached token
             if self._token is None or digest != self._secret_digest or time.monotonic() >= self._expires_at:
                 self._token, lifetime = await self._request(secret)
+                self.mask.add(self._token, derived=True)
                 self._secret_digest = digest
                 self._expires_at = time.monotonic() + max(0.0, lifetime - min(_EARLY_REFRESH_S, lifetime / 2))
             return self._token
@@ -78,18 +83,18 @@ class EntraTokenSource:
             raise TemporarilyUnavailable(
                 f"The Microsoft Entra ID token endpoint could not be reached ({type(exc).__name__}).", retry_after=1
             ) from None
-        body = _json(raw)
+        body = _json(raw, self.mask)
         token = body.get("access_token")
         if status == 200 and isinstance(token, str) and token:
             return token, _seconds(body.get("expires_in"))
         raise _token_error(status, body)
 
 
-def _json(raw: bytes) -> dict[str, Any]:
+def _json(raw: bytes, mask: SecretMask) -> dict[str, Any]:
     try:
         parsed = orjson.loads(raw) if raw else {}
-    except orjson.JSONDecodeError:
-        return {"error_description": raw[:500].decode("utf-8", "replace")}
+    except orjson.JSONDecodeError:  # cut after scrubbing: an echoed client secret must not leave a part behind
+        return {"error_description": mask.clip(raw.decode("utf-8", "replace"), 500)}
     return parsed if isinstance(parsed, dict) else {}
 
 

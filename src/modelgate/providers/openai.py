@@ -76,6 +76,7 @@ class OpenAIProvider(OpenAICompatibleProvider):
                 config.microsoft_entra_client_id,
                 secret,
                 config.microsoft_entra_authority_host or DEFAULT_AUTHORITY_HOST,
+                mask=deps.secrets.mask,
             )
 
     @classmethod

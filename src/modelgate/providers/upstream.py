@@ -28,6 +28,7 @@ from modelgate.errors import (
     error_code_for_status,
 )
 from modelgate.providers.http import TRANSPORT_ERRORS, HttpClient, UpstreamResponse, post
+from modelgate.redaction import SecretMask
 
 Json = dict[str, Any]
 log = logging.getLogger(__name__)
@@ -37,12 +38,18 @@ _BACKOFF_BASE_S = 0.25
 _BACKOFF_CAP_S = 8.0
 
 
-def upstream_error(provider: str, status: int, body: bytes, retry_after: str | None) -> ExternalModelError:
-    """Wrap an upstream failure; the provider's own message goes in `external_model_message`."""
+def upstream_error(
+    provider: str, status: int, body: bytes, retry_after: str | None, mask: SecretMask | None = None
+) -> ExternalModelError:
+    """Wrap an upstream failure; the provider's own message goes in `external_model_message`.
+
+    A body that is not JSON is cut to 2000 characters, after `mask` scrubbed it: a secret echoed across the cut
+    would otherwise leave a part of itself that no later scrub recognizes. (Dispatch scrubs the whole error.)"""
     try:
         parsed: Any = orjson.loads(body) if body else {}
     except orjson.JSONDecodeError:
-        parsed = {"message": body[:2000].decode("utf-8", "replace")}
+        text = body.decode("utf-8", "replace")
+        parsed = {"message": mask.clip(text, 2000) if mask is not None else text[:2000]}
     message = parsed
     if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
         message = parsed["error"]
@@ -114,10 +121,17 @@ class UpstreamClient:
 
     Waits are bounded by the HTTP client's read timeout (the server's `upstream_timeout_s`)."""
 
-    def __init__(self, http: HttpClient, provider: str, retry_budget_s: float = DEFAULT_RETRY_BUDGET_S) -> None:
+    def __init__(
+        self,
+        http: HttpClient,
+        provider: str,
+        retry_budget_s: float = DEFAULT_RETRY_BUDGET_S,
+        mask: SecretMask | None = None,
+    ) -> None:
         self.http = http
         self.provider = provider
         self.retry_budget_s = retry_budget_s
+        self.mask = mask
 
     async def post_json(self, url: str, body: Json, headers: dict[str, str]) -> Json:
         resp = await self.open(url, body, headers, stream=False)
@@ -128,9 +142,9 @@ class UpstreamClient:
         try:
             result = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            raise upstream_error(self.provider, 502, raw, None) from None
+            raise upstream_error(self.provider, 502, raw, None, self.mask) from None
         if not isinstance(result, dict):
-            raise upstream_error(self.provider, 502, raw, None)
+            raise upstream_error(self.provider, 502, raw, None, self.mask)
         return result
 
     async def stream_sse(self, url: str, body: Json, headers: dict[str, str]) -> AsyncIterator[Json]:
@@ -217,7 +231,7 @@ class UpstreamClient:
                 raw = await resp.read()
         except TRANSPORT_ERRORS:
             raw = b""
-        error = upstream_error(self.provider, resp.status, raw, retry_after)
+        error = upstream_error(self.provider, resp.status, raw, retry_after, self.mask)
         if is_transient(resp.status):
             raise _Transient(error, retry_after_seconds(retry_after))
         raise error

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -34,6 +35,7 @@ from modelgate.providers.base import Json, Provider, ProviderConfig, ProviderDep
 from modelgate.providers.fanout import fanout_stream
 from modelgate.providers.openai_compat import response_as_chunks
 from modelgate.providers.vertex_errors import gemini_error
+from modelgate.redaction import SecretMask
 from modelgate.secrets import SecretValue
 
 SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
@@ -70,7 +72,13 @@ class _Response(google.auth.transport.Response):
 
 
 class _UrllibRequest(google.auth.transport.Request):
-    """google-auth's HTTP hook over the standard library (the `requests` package is not a dependency)."""
+    """google-auth's HTTP hook over the standard library (the `requests` package is not a dependency).
+
+    The signed JWT it posts to the token endpoint (`assertion`) is a credential for as long as it is valid,
+    so it goes in the mask before it leaves: a token endpoint that echoes it in an error is scrubbed."""
+
+    def __init__(self, mask: SecretMask) -> None:
+        self.mask = mask
 
     def __call__(
         self,
@@ -81,6 +89,9 @@ class _UrllibRequest(google.auth.transport.Request):
         timeout: float | None = None,
         **kwargs: Any,
     ) -> _Response:
+        if body:
+            for assertion in urllib.parse.parse_qs(body.decode("utf-8", "replace")).get("assertion", []):
+                self.mask.add(assertion, derived=True)
         req = urllib.request.Request(url, data=body, headers=dict(headers or {}), method=method)
         try:
             with urllib.request.urlopen(req, timeout=timeout or _TOKEN_TIMEOUT_S) as resp:
@@ -98,9 +109,12 @@ class VertexTokenSource:
     The key is read through its SecretValue on every call, so a rotated secret builds new credentials.
     """
 
-    def __init__(self, key: SecretValue, token_uri: str | None) -> None:
+    def __init__(self, key: SecretValue, token_uri: str | None, mask: SecretMask | None = None) -> None:
         self.key = key
         self.token_uri = token_uri
+        # The key's private key (the whole JSON is masked as its SecretValue resolves; an echo would show the
+        # PEM alone) and every access token made from it are credentials: masked wherever an error echoes one.
+        self.mask = mask if mask is not None else SecretMask()
         self._raw: str | None = None
         self._creds: service_account.Credentials | None = None
         self._lock = asyncio.Lock()
@@ -112,6 +126,8 @@ class VertexTokenSource:
                 info = json.loads(raw)
                 if not isinstance(info, dict):
                     raise ValueError("not an object")
+                if isinstance(info.get("private_key"), str):
+                    self.mask.add(info["private_key"])
                 if self.token_uri:
                     info["token_uri"] = self.token_uri
                 self._creds = service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call]
@@ -130,7 +146,7 @@ class VertexTokenSource:
             creds = self._credentials()
             if not creds.valid:
                 try:
-                    await asyncio.to_thread(creds.refresh, _UrllibRequest())
+                    await asyncio.to_thread(creds.refresh, _UrllibRequest(self.mask))
                 except google.auth.exceptions.RefreshError as exc:
                     message = {"message": f"service account token refresh failed: {exc.args[0] if exc.args else ''}"}
                     raise ExternalModelError("google-cloud-vertex-ai", 400, "BAD_REQUEST", message) from None
@@ -139,6 +155,7 @@ class VertexTokenSource:
                     raise ExternalModelError(
                         "google-cloud-vertex-ai", 503, "TEMPORARILY_UNAVAILABLE", message, retry_after=1
                     ) from None
+                self.mask.add(str(creds.token), derived=True)
             return str(creds.token)
 
 
@@ -153,7 +170,7 @@ class VertexProvider(Provider):
         assert isinstance(config, VertexConfig)
         key = self.secret(config.model_dump(), "private_key")
         assert key is not None  # required by secret_fields
-        self.tokens = VertexTokenSource(key, config.vertex_token_uri)
+        self.tokens = VertexTokenSource(key, config.vertex_token_uri, deps.secrets.mask)
         base = (config.vertex_api_base or f"https://{config.region}-aiplatform.googleapis.com").rstrip("/")
         base = base.removesuffix("/v1")
         self.model_url = (

@@ -32,6 +32,7 @@ from modelgate.protocol.completions import CompletionRequest
 from modelgate.protocol.embeddings import EmbeddingRequest
 from modelgate.providers.base import Provider
 from modelgate.providers.upstream import NO_CAP, RETRY_BUDGET_CAP
+from modelgate.redaction import SecretMask
 from modelgate.serving.records import CallRecord, Observer, output_chars, request_chars
 from modelgate.serving.registry import EndpointRegistry, EndpointRuntime, EntityRuntime
 from modelgate.serving.streams import normalized_events
@@ -96,8 +97,12 @@ class InvocationService:
         observers: list[Observer] | None = None,
         limiter: RateLimiter | None = None,
         guardrails: Guardrails | None = None,
+        mask: SecretMask | None = None,
     ) -> None:
         self.registry = registry
+        # Every error that leaves a provider call is scrubbed with it: an upstream that echoes the key it got
+        # must not hand it to the caller (redaction.py). Only the error paths pay for it.
+        self.mask = mask if mask is not None else SecretMask()
         self.observers: list[Observer] = list(observers or [])
         self.limiter = limiter
         self.guardrails = guardrails
@@ -297,6 +302,7 @@ class InvocationService:
             return result
         except ModelgateError as exc:
             record.status_code, record.error_code = exc.status, exc.error_code
+            self.mask.scrub_error(exc)  # in place: the error the caller gets holds no secret
             raise
         except BaseException:
             record.status_code, record.error_code = 499, "CANCELLED"
@@ -360,6 +366,7 @@ class InvocationService:
         except ModelgateError as exc:
             record.status_code, record.error_code = exc.status, exc.error_code
             self._finish(record)
+            self.mask.scrub_error(exc)  # in place: the error the caller gets holds no secret
             raise
         except BaseException:
             record.status_code, record.error_code = 499, "CANCELLED"
@@ -409,8 +416,9 @@ class InvocationService:
                         "total_tokens": record.prompt_tokens + record.completion_tokens,
                     },
                 }
-        except ModelgateError as exc:
+        except ModelgateError as exc:  # mid-stream: the route sends it as the stream's error event
             record.status_code, record.error_code = exc.status, exc.error_code
+            self.mask.scrub_error(exc)  # in place: the error the caller gets holds no secret
             raise
         except BaseException:
             record.client_disconnected = True

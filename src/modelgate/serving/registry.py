@@ -180,8 +180,10 @@ class EndpointRegistry:
                 backend: Provider | None = self.factory.build(stored, owner)
                 error = None
             except Exception as exc:  # a broken entity must not take the endpoint's others down
-                log.warning("served entity %s of %s cannot be built: %s", stored.get("name"), row.name, exc)
-                backend, error = None, str(exc)
+                # Its message goes to callers (in a 503) and to the log: without any secret it may quote.
+                error = self.factory.deps.secrets.mask.scrub(str(exc))
+                log.warning("served entity %s of %s cannot be built: %s", stored.get("name"), row.name, error)
+                backend = None
             entities[stored["name"]] = EntityRuntime(stored["name"], stored, backend, error)
         routes = [
             (r.get("served_entity_name") or r.get("served_model_name") or "", int(r["traffic_percentage"]))
