@@ -12,7 +12,7 @@ from cryptography.fernet import Fernet
 from modelgate.errors import ExternalModelError
 from modelgate.providers.upstream import upstream_error
 from modelgate.redaction import MASK, SecretMask, install_log_scrubbing
-from modelgate.secrets import SecretCipher, SecretResolver, SecretValue
+from modelgate.secrets import ConfigOwner, SecretCipher, SecretResolver, SecretValue
 
 KEY = "sk-live-0123456789abcdef"
 
@@ -73,9 +73,19 @@ def test_clip_never_leaves_part_of_a_secret() -> None:
     assert len(message) == 2000 and KEY[:10] not in message and message.endswith(MASK)
 
 
+class _Store:
+    """A SecretSource that lets every owner read `s/k`."""
+
+    def secret(self, scope: str, key: str, owner: ConfigOwner | None, field: str) -> str | None:
+        return "from-the-store" if key == "k" else None
+
+    def is_admin(self, owner: ConfigOwner | None) -> bool:
+        return True
+
+
 def test_resolved_secret_values_join_the_mask() -> None:
     cipher = SecretCipher(Fernet.generate_key())
-    resolver = SecretResolver(cipher, lookup=lambda scope, key: "from-the-store" if key == "k" else None)
+    resolver = SecretResolver(cipher, _Store())
     assert SecretValue(cipher.encrypt("plain-secret"), "f", resolver).get() == "plain-secret"
     assert SecretValue("{{secrets/s/k}}", "f", resolver).get() == "from-the-store"
     assert resolver.mask.scrub("plain-secret from-the-store") == f"{MASK} {MASK}"
