@@ -91,6 +91,16 @@ class UnsupportedMediaType(ModelgateError):
     error_code = "BAD_REQUEST"
 
 
+class RequestHeaderFieldsTooLarge(ModelgateError):
+    """431: one header (Authorization) or the whole header block is past its limit.
+
+    Databricks has no error_code of its own for this; like 413 and 415 it keeps BAD_REQUEST, a code every
+    Databricks client knows, and lets the status say which bad request it was."""
+
+    status = 431
+    error_code = "BAD_REQUEST"
+
+
 class RequestLimitExceeded(ModelgateError):
     status = 429
     error_code = "REQUEST_LIMIT_EXCEEDED"
