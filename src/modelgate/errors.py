@@ -81,6 +81,13 @@ class ResourceConflict(ModelgateError):
     error_code = "RESOURCE_CONFLICT"
 
 
+class RequestTimeout(ModelgateError):
+    """The client did not finish sending its request in time (the server's connection deadlines)."""
+
+    status = 408
+    error_code = "BAD_REQUEST"
+
+
 class PayloadTooLarge(ModelgateError):
     status = 413
     error_code = "BAD_REQUEST"
