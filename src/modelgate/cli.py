@@ -68,6 +68,7 @@ def serve(host: str, port: int, data_dir: Path | None, config_file: Path | None,
     from modelgate.auth.tokens import PAT_PATTERN
     from modelgate.config_file import ConfigFileError, load_endpoints
     from modelgate.redaction import SecretMask, install_log_scrubbing
+    from modelgate.server_protocol import ConnectionLimits, protocol_factory
 
     settings = _settings(data_dir, host=host, port=port, config_file=config_file, log_level=log_level)
     if settings.admin_token and not PAT_PATTERN.match(settings.admin_token):
@@ -93,7 +94,10 @@ def serve(host: str, port: int, data_dir: Path | None, config_file: Path | None,
         # Nothing here uses the client's address, so uvicorn need not rewrite it from X-Forwarded-For: that
         # middleware was one more ASGI layer on every request.
         "proxy_headers": False,
+        # Deadlines and limits on receiving requests, which uvicorn alone does not have (server_protocol.py).
+        "http": protocol_factory(ConnectionLimits.from_settings(settings)),
     }
+    _warn_if_fd_limit_below(settings.max_connections)
     if workers == 1:
         uvicorn.run(create_app(settings, mask), **common)  # type: ignore[arg-type]
         return
@@ -103,6 +107,18 @@ def serve(host: str, port: int, data_dir: Path | None, config_file: Path | None,
     asyncio.run(prepare_store(settings, mask))
     os.environ["MODELGATE_DATA_DIR"] = str(settings.data_dir)
     uvicorn.run("modelgate.app:create_app_from_env", factory=True, workers=workers, **common)  # type: ignore[arg-type]
+
+
+def _warn_if_fd_limit_below(max_connections: int) -> None:
+    import resource
+
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < max_connections + 64:
+        click.echo(
+            f"note: the open-file limit ({soft}) is below MODELGATE_MAX_CONNECTIONS ({max_connections}) plus "
+            "what the server itself opens; raise it (ulimit -n) or lower the setting",
+            err=True,
+        )
 
 
 @main.group()

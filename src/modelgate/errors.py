@@ -81,6 +81,13 @@ class ResourceConflict(ModelgateError):
     error_code = "RESOURCE_CONFLICT"
 
 
+class RequestTimeout(ModelgateError):
+    """The client did not finish sending its request in time (the server's connection deadlines)."""
+
+    status = 408
+    error_code = "BAD_REQUEST"
+
+
 class PayloadTooLarge(ModelgateError):
     status = 413
     error_code = "BAD_REQUEST"
@@ -88,6 +95,16 @@ class PayloadTooLarge(ModelgateError):
 
 class UnsupportedMediaType(ModelgateError):
     status = 415
+    error_code = "BAD_REQUEST"
+
+
+class RequestHeaderFieldsTooLarge(ModelgateError):
+    """431: one header (Authorization) or the whole header block is past its limit.
+
+    Databricks has no error_code of its own for this; like 413 and 415 it keeps BAD_REQUEST, a code every
+    Databricks client knows, and lets the status say which bad request it was."""
+
+    status = 431
     error_code = "BAD_REQUEST"
 
 

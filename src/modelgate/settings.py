@@ -11,6 +11,14 @@ def _default_data_dir() -> Path:
     return Path(os.environ.get("MODELGATE_DATA_DIR") or "./.modelgate")
 
 
+_FLOAT_VARS = {
+    "keepalive_timeout_s": "MODELGATE_KEEPALIVE_TIMEOUT_S",
+    "header_timeout_s": "MODELGATE_HEADER_TIMEOUT_S",
+    "body_timeout_s": "MODELGATE_BODY_TIMEOUT_S",
+}
+_INT_VARS = {"max_header_bytes": "MODELGATE_MAX_HEADER_BYTES", "max_connections": "MODELGATE_MAX_CONNECTIONS"}
+
+
 @dataclass
 class Settings:
     host: str = "127.0.0.1"
@@ -46,6 +54,16 @@ class Settings:
     # batch; rows show in the tables within about this long. Larger batches cost a little less per row.
     gateway_flush_interval_s: float = 0.25
     log_level: str = "info"
+    # How long the server waits for a client to send its request (see server_protocol.py): a kept-alive
+    # connection's next request, the request line and headers (from the connection's start or the request's
+    # first byte), the body (from the end of the headers). Answers are never deadlined.
+    keepalive_timeout_s: float = 5.0
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 60.0
+    # MODELGATE_MAX_HEADER_BYTES: request line plus headers; past it, 431.
+    max_header_bytes: int = 32 * 1024
+    # MODELGATE_MAX_CONNECTIONS: open connections per server process; a request over it gets 503.
+    max_connections: int = 4096
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -69,6 +87,12 @@ class Settings:
             values["gateway_flush_interval_s"] = float(env["MODELGATE_GATEWAY_FLUSH_INTERVAL_S"])
         if env.get("MODELGATE_MAX_REQUEST_BYTES"):
             values["max_request_bytes"] = int(env["MODELGATE_MAX_REQUEST_BYTES"])
+        for name, var in _FLOAT_VARS.items():
+            if env.get(var):
+                values[name] = float(env[var])
+        for name, var in _INT_VARS.items():
+            if env.get(var):
+                values[name] = int(env[var])
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = cls(**values)  # type: ignore[arg-type]
         settings.data_dir = Path(settings.data_dir)

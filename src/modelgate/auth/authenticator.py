@@ -2,9 +2,17 @@
 
 Accepted: `Bearer <token>` and Basic `token:<token>` (what `curl -u token:$DATABRICKS_TOKEN` sends).
 Tokens are checked by a chain of verifiers (personal access tokens here; OAuth access tokens plug in the
-same way). Results are cached by token hash for a few seconds so the hot path is a dict lookup; a local
-revocation drops the entries at once, other processes see it within the cache TTL. When an entry expires,
-the requests that arrive meanwhile share one lookup: at 64 in flight, each expiry had cost 64 queries.
+same way). Accepted tokens are cached for a few seconds, keyed by the header as sent, so the hot path is one
+dict lookup; a local revocation drops the entries at once, other processes see it within the cache TTL. When
+an entry expires, the requests that arrive meanwhile share one lookup: at 64 in flight, each expiry had cost
+64 queries.
+
+Rejected tokens are what anonymous callers control, so they are kept apart and bounded by memory, not only
+by count: an Authorization header past MAX_AUTHORIZATION_BYTES is refused (431) before anything is kept, and
+a rejection is remembered for REJECTED_TTL_SECONDS under the header's 32-byte digest, never the header, in at
+most MAX_REJECTED_ENTRIES entries (oldest first out). Keyed by the raw header, 20,000 distinct 16 KB junk
+tokens had kept 320 MB alive. The accepted-token cache counts its keys' bytes too: only callers with a valid
+token can fill it, but one token can be spelled many ways (any Basic user name).
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ import base64
 import binascii
 import hashlib
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
 from sqlalchemy import select
@@ -21,13 +30,19 @@ from sqlalchemy.orm import Session
 
 from modelgate.auth.groups import ADMINS_GROUP, groups_of
 from modelgate.auth.principal import Principal
-from modelgate.errors import Unauthenticated
+from modelgate.errors import RequestHeaderFieldsTooLarge, Unauthenticated
 from modelgate.store.db import Database
 from modelgate.store.tables import Principal as PrincipalRow
 from modelgate.store.tables import Token
 
 CACHE_TTL_SECONDS = 5.0
 MAX_CACHE_ENTRIES = 100_000
+# Sum of the cached headers' lengths; past it the accepted-token cache starts over (as past the entry count).
+MAX_CACHE_KEY_BYTES = 16 * 1024 * 1024
+# Our tokens are 36 characters and our OAuth access tokens under 1 KB; Entra ID tokens reach a few KB.
+MAX_AUTHORIZATION_BYTES = 8 * 1024
+REJECTED_TTL_SECONDS = 2.0
+MAX_REJECTED_ENTRIES = 4096
 
 # A verifier returns the principal and the token's own expiry (epoch seconds, or None), or None when the
 # token is not one it knows.
@@ -42,9 +57,13 @@ _MISSING = (
 class Authenticator:
     def __init__(self, db: Database) -> None:
         self._db = db
-        # Keyed by the Authorization header as sent, so a hit costs one dict lookup (no parsing, no hash);
-        # each entry keeps its token's hash so that a revocation can find it.
-        self._cache: dict[str, tuple[Principal | None, float, str]] = {}
+        # Accepted tokens, keyed by the Authorization header as sent, so a hit costs one dict lookup (no
+        # parsing, no hash); each entry keeps its token's hash so that a revocation can find it.
+        self._cache: dict[str, tuple[Principal, float, str]] = {}
+        self._cache_key_bytes = 0
+        # Rejected headers: sha256 digest -> until. One TTL for all, so insertion order is expiry order and
+        # the oldest entry is always the first to go.
+        self._rejected: OrderedDict[bytes, float] = OrderedDict()
         self._lookups: dict[str, asyncio.Future[tuple[Principal | None, float | None]]] = {}
         self._verifiers: list[TokenVerifier] = [self._verify_pat]
 
@@ -57,29 +76,53 @@ class Authenticator:
         now = time.time()
         hit = self._cache.get(authorization)
         if hit is not None and hit[1] > now:
-            if hit[0] is None:
-                raise Unauthenticated("Invalid access token.")
             return hit[0]
+        # Past here the caller is new, expired or wrong; nothing it sends is kept at its own size.
+        if len(authorization) > MAX_AUTHORIZATION_BYTES:
+            raise RequestHeaderFieldsTooLarge(
+                f"The Authorization header is {len(authorization)} bytes; the limit is {MAX_AUTHORIZATION_BYTES}."
+            )
+        digest = hashlib.sha256(authorization.encode()).digest()
+        rejected_until = self._rejected.get(digest)
+        if rejected_until is not None and rejected_until > now:
+            raise Unauthenticated("Invalid access token.")
         token = extract_token(authorization)
         key = hashlib.sha256(token.encode()).hexdigest()
         principal, expires = await self._verify_once(token, key)
+        if principal is None:
+            self._remember_rejected(digest, now)
+            raise Unauthenticated("Invalid access token.")
         until = now + CACHE_TTL_SECONDS
         if expires is not None:
             until = min(until, expires)
-        if len(self._cache) >= MAX_CACHE_ENTRIES:
+        if len(self._cache) >= MAX_CACHE_ENTRIES or self._cache_key_bytes >= MAX_CACHE_KEY_BYTES:
             self._cache.clear()
+            self._cache_key_bytes = 0
+        if authorization not in self._cache:
+            self._cache_key_bytes += len(authorization)
         self._cache[authorization] = (principal, until, key)
-        if principal is None:
-            raise Unauthenticated("Invalid access token.")
         return principal
+
+    def _remember_rejected(self, digest: bytes, now: float) -> None:
+        rejected = self._rejected
+        rejected.pop(digest, None)
+        rejected[digest] = now + REJECTED_TTL_SECONDS
+        while rejected:
+            oldest, until = next(iter(rejected.items()))
+            if until > now and len(rejected) <= MAX_REJECTED_ENTRIES:
+                break
+            del rejected[oldest]
 
     def forget(self, token_hash: str) -> None:
         """Drop a revoked token at once (it may be cached under several header spellings)."""
         for header in [h for h, entry in self._cache.items() if entry[2] == token_hash]:
+            self._cache_key_bytes -= len(header)
             del self._cache[header]
 
     def forget_all(self) -> None:
         self._cache.clear()
+        self._cache_key_bytes = 0
+        self._rejected.clear()
 
     async def _verify_once(self, token: str, key: str) -> tuple[Principal | None, float | None]:
         """One verification per token at a time; concurrent callers await the same result.
