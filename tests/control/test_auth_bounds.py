@@ -54,15 +54,17 @@ def _padded_pat(size: int) -> Callable[[], str]:
         pytest.param(MAX_AUTHORIZATION_BYTES - 1024, 8_000, 401, id="7KB-tokens"),
     ],
 )
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
 def test_distinct_junk_tokens_leave_memory_where_it_was(
-    small_server: LiveServer, size: int, count: int, status: int
+    request: pytest.FixtureRequest, store: str, size: int, count: int, status: int
 ) -> None:
-    assert small_server.proc is not None
-    pid = small_server.proc.pid
+    server: LiveServer = request.getfixturevalue("small_server" if store == "sqlite" else "pg_server")
+    assert server.proc is not None
+    pid = server.proc.pid
     junk = _padded_pat(size)
-    assert _junk_runs(small_server.port, 2_000, junk) == {status: 2_000}  # warm-up: pools, allocator arenas
+    assert _junk_runs(server.port, 2_000, junk) == {status: 2_000}  # warm-up: pools, allocator arenas
     before = rss_bytes(pid)
-    assert _junk_runs(small_server.port, count, junk) == {status: count}
+    assert _junk_runs(server.port, count, junk) == {status: count}
     after = rss_bytes(pid)
     print(f"RSS {before / 2**20:.1f} -> {after / 2**20:.1f} MiB after {count} distinct {size}-byte tokens")
     assert after - before < RSS_MARGIN, f"RSS grew by {(after - before) / 2**20:.0f} MiB ({count} requests)"
