@@ -98,8 +98,7 @@ class SecretStore:
 
     async def delete_scope(self, name: str, who: Principal) -> None:
         def work(s: Session) -> None:
-            scope = _scope(s, name)
-            require_scope_permission(s, who, name, ScopePermission.MANAGE, "delete it")
+            scope = _authorized_scope(s, name, who, ScopePermission.MANAGE, "delete it")
             s.execute(delete(Secret).where(Secret.scope == name))
             s.execute(delete(SecretAcl).where(SecretAcl.scope == name))
             s.delete(scope)
@@ -114,8 +113,7 @@ class SecretStore:
         token = self.cipher.encrypt(value)[ENCRYPTED]
 
         def work(s: Session) -> None:
-            _scope(s, scope)
-            require_scope_permission(s, who, scope, ScopePermission.WRITE, "put secrets in it")
+            _authorized_scope(s, scope, who, ScopePermission.WRITE, "put secrets in it")
             row = s.get(Secret, (scope, key))
             if row is None:
                 s.add(Secret(scope=scope, key=key, value_encrypted=token, last_updated_ms=_now_ms()))
@@ -126,8 +124,7 @@ class SecretStore:
 
     async def list_secrets(self, scope: str, who: Principal) -> list[SecretInfo]:
         def work(s: Session) -> list[SecretInfo]:
-            _scope(s, scope)
-            require_scope_permission(s, who, scope, ScopePermission.READ, "list its secrets")
+            _authorized_scope(s, scope, who, ScopePermission.READ, "list its secrets")
             rows = s.scalars(select(Secret).where(Secret.scope == scope).order_by(Secret.key))
             return [SecretInfo(r.key, r.last_updated_ms) for r in rows]
 
@@ -135,8 +132,7 @@ class SecretStore:
 
     async def delete(self, scope: str, key: str, who: Principal) -> None:
         def work(s: Session) -> None:
-            _scope(s, scope)
-            require_scope_permission(s, who, scope, ScopePermission.WRITE, "delete secrets from it")
+            _authorized_scope(s, scope, who, ScopePermission.WRITE, "delete secrets from it")
             row = s.get(Secret, (scope, key))
             if row is None:
                 raise ResourceDoesNotExist(f"Secret {key} does not exist in scope {scope}!")
@@ -154,8 +150,7 @@ class SecretStore:
             )
 
         def work(s: Session) -> None:
-            _scope(s, scope)
-            require_scope_permission(s, who, scope, ScopePermission.MANAGE, "change its ACLs")
+            _authorized_scope(s, scope, who, ScopePermission.MANAGE, "change its ACLs")
             _check_principal(s, principal)
             row = s.get(SecretAcl, (scope, principal))
             if row is None:
@@ -167,8 +162,7 @@ class SecretStore:
 
     async def delete_acl(self, scope: str, principal: str, who: Principal) -> None:
         def work(s: Session) -> None:
-            _scope(s, scope)
-            require_scope_permission(s, who, scope, ScopePermission.MANAGE, "change its ACLs")
+            _authorized_scope(s, scope, who, ScopePermission.MANAGE, "change its ACLs")
             row = s.get(SecretAcl, (scope, principal))
             if row is None:
                 raise ResourceDoesNotExist(f"Failed to delete secret acl for principal {principal} in scope {scope}.")
@@ -178,8 +172,7 @@ class SecretStore:
 
     async def get_acl(self, scope: str, principal: str, who: Principal) -> AclInfo:
         def work(s: Session) -> AclInfo:
-            _scope(s, scope)
-            require_scope_permission(s, who, scope, ScopePermission.MANAGE, "read its ACLs")
+            _authorized_scope(s, scope, who, ScopePermission.MANAGE, "read its ACLs")
             row = s.get(SecretAcl, (scope, principal))
             if row is None:
                 raise ResourceDoesNotExist(f"Failed to get secret acl for principal {principal} in scope {scope}.")
@@ -189,8 +182,7 @@ class SecretStore:
 
     async def list_acls(self, scope: str, who: Principal) -> list[AclInfo]:
         def work(s: Session) -> list[AclInfo]:
-            _scope(s, scope)
-            require_scope_permission(s, who, scope, ScopePermission.MANAGE, "read its ACLs")
+            _authorized_scope(s, scope, who, ScopePermission.MANAGE, "read its ACLs")
             rows = s.scalars(select(SecretAcl).where(SecretAcl.scope == scope).order_by(SecretAcl.principal))
             return [AclInfo(r.principal, r.permission) for r in rows]
 
@@ -276,10 +268,12 @@ def _check_principal(s: Session, name: str) -> None:
         )
 
 
-def _scope(s: Session, name: str) -> SecretScope:
+def _authorized_scope(s: Session, name: str, who: Principal, needed: ScopePermission, action: str) -> SecretScope:
+    """The scope, once it exists (404 for everyone otherwise) and `who` holds `needed` on it (else 403)."""
     scope = s.get(SecretScope, name)
     if scope is None:
         raise ResourceDoesNotExist(f"Scope {name} does not exist!")
+    require_scope_permission(s, who, name, needed, action)
     return scope
 
 
