@@ -19,6 +19,7 @@ from tests.conftest import UPSTREAM_KEY
 from tests.fakes.openai_upstream import FakeUpstreamThread
 from tests.support.live import LiveServer, create_endpoint, external_chat_config
 from tests.support.rawhttp import closed_within, connect, read_response, request
+from tests.support.services import fresh_postgres_database
 
 DEADLINE_S = 1.0
 # How much later than its deadline a connection may be seen closed (a busy 2-core CI machine included).
@@ -26,15 +27,21 @@ SLACK_S = 1.5
 API = "/api/2.0/serving-endpoints"
 
 
-@pytest.fixture(scope="module")
-def strict_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def strict_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """Short deadlines, on each store (the normal client's authenticated requests read it)."""
     env = {
         "MODELGATE_KEEPALIVE_TIMEOUT_S": str(DEADLINE_S),
         "MODELGATE_HEADER_TIMEOUT_S": str(DEADLINE_S),
         "MODELGATE_BODY_TIMEOUT_S": str(DEADLINE_S),
     }
-    with LiveServer(tmp_path_factory.mktemp("mg-strict"), env=env) as live:
-        yield live
+    data_dir = tmp_path_factory.mktemp(f"mg-strict-{request.param}")
+    if request.param == "sqlite":
+        with LiveServer(data_dir, env=env) as live:
+            yield live
+    else:
+        with fresh_postgres_database() as url, LiveServer(data_dir, env=env, database_url=url) as live:
+            yield live
 
 
 def _auth(server: LiveServer) -> dict[str, str]:
