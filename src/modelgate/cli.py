@@ -68,6 +68,7 @@ def serve(host: str, port: int, data_dir: Path | None, config_file: Path | None,
     from modelgate.auth.tokens import PAT_PATTERN
     from modelgate.config_file import ConfigFileError, load_endpoints
     from modelgate.redaction import SecretMask, install_log_scrubbing
+    from modelgate.secrets import EnvPolicy
     from modelgate.server_protocol import ConnectionLimits, protocol_factory
 
     settings = _settings(data_dir, host=host, port=port, config_file=config_file, log_level=log_level)
@@ -78,7 +79,7 @@ def serve(host: str, port: int, data_dir: Path | None, config_file: Path | None,
         )
     if config_file is not None:
         try:
-            load_endpoints(config_file)
+            load_endpoints(config_file, EnvPolicy.parse(settings.allowed_env_references))
         except ConfigFileError as exc:
             raise click.UsageError(str(exc)) from None
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -25,11 +25,11 @@ import yaml
 
 from modelgate.auth.principal import Principal
 from modelgate.engines.catalog import ModelEntry, parse_entries
-from modelgate.errors import InvalidParameterValue, ResourceDoesNotExist
+from modelgate.errors import InvalidParameterValue, PermissionDenied, ResourceDoesNotExist
 from modelgate.protocol.common import validate_request
 from modelgate.protocol.endpoints import CreateEndpointRequest, PatchTagsRequest
 from modelgate.providers.registry import ProviderRegistry
-from modelgate.secrets import PLAINTEXT_SUFFIX
+from modelgate.secrets import PLAINTEXT_SUFFIX, EnvPolicy, references_in
 from modelgate.serving.endpoint_service import EndpointService
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,9 @@ def _find_plaintext(obj: Any, path: str = "") -> str | None:
     return None
 
 
-def load_endpoints(path: Path) -> list[CreateEndpointRequest]:
+def load_endpoints(path: Path, env_policy: EnvPolicy | None = None) -> list[CreateEndpointRequest]:
+    """The file's endpoints, validated; `env_policy` also checks each `{{env/NAME}}` the file names, so a
+    forbidden one stops `serve` with one clear line rather than at start-up."""
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
@@ -81,7 +83,9 @@ def load_endpoints(path: Path) -> list[CreateEndpointRequest]:
         try:
             req = validate_request(CreateEndpointRequest, item, control_plane=True)
             _check_providers(req)
-        except InvalidParameterValue as exc:
+            if env_policy is not None:
+                _check_env_references(item, env_policy)
+        except (InvalidParameterValue, PermissionDenied) as exc:
             raise ConfigFileError(f"{path}: endpoints[{i}]: {exc.message}") from None
         out.append(req)
     load_models(path)  # so a bad `models:` list also stops `serve` with one clear line
@@ -108,6 +112,13 @@ def _check_providers(req: CreateEndpointRequest) -> None:
         if ext is not None:
             provider = registry.get(ext.provider)
             provider.parse_config((ext.model_extra or {}).get(provider.config_key))
+
+
+def _check_env_references(item: Any, env_policy: EnvPolicy) -> None:
+    for field, (kind, name, _key) in references_in(item):
+        refusal = env_policy.refusal(name) if kind == "env" else None
+        if refusal is not None:
+            raise PermissionDenied(f"{field}: {refusal}")
 
 
 async def apply_endpoints(service: EndpointService, admin: Principal, endpoints: list[CreateEndpointRequest]) -> None:

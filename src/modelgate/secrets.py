@@ -162,6 +162,26 @@ def parse_reference(value: str) -> tuple[str, str, str] | None:
     return "secrets", m.group(2), m.group(3)
 
 
+def references_in(tree: Any, path: str = "") -> list[tuple[str, tuple[str, str, str]]]:
+    """Every `{{...}}` string in a stored config tree, with its field path; a malformed one is a 400."""
+    found: list[tuple[str, tuple[str, str, str]]] = []
+    if isinstance(tree, dict):
+        for k, v in tree.items():
+            found += references_in(v, f"{path}.{k}" if path else str(k))
+    elif isinstance(tree, list):
+        for i, v in enumerate(tree):
+            found += references_in(v, f"{path}[{i}]")
+    elif isinstance(tree, str) and tree.lstrip().startswith("{{"):
+        ref = parse_reference(tree)
+        if ref is None:
+            raise InvalidParameterValue(
+                f"{path}: {tree!r} is not a secret reference; use '{{{{secrets/<scope>/<key>}}}}' or "
+                "'{{env/<NAME>}}', or give the value in the matching '*_plaintext' field"
+            )
+        found.append((path, ref))
+    return found
+
+
 class SecretResolver:
     """Turns stored secret values into plaintext for a provider call, with the rights of the config's owner.
 

@@ -28,7 +28,7 @@ from modelgate.auth.secret_acls import (
     scope_permission,
 )
 from modelgate.errors import InvalidParameterValue, PermissionDenied, ResourceAlreadyExists, ResourceDoesNotExist
-from modelgate.secrets import ENCRYPTED, ConfigOwner, EnvPolicy, SecretCipher, parse_reference
+from modelgate.secrets import ENCRYPTED, ConfigOwner, EnvPolicy, SecretCipher, references_in
 from modelgate.store.db import Database
 from modelgate.store.tables import Principal as PrincipalRow
 from modelgate.store.tables import Secret, SecretAcl, SecretScope
@@ -219,7 +219,7 @@ class SecretStore:
     def check_references(self, s: Session, who: Principal, tree: Any, env_policy: EnvPolicy) -> None:
         """At config time: `who` must READ every scope the config names, and be an admin to name the
         server's environment. Raises before anything is stored."""
-        for field, ref in references_in(tree):
+        for field, ref in references_in(tree, "config.served_entities"):
             kind, name, _key = ref
             if kind == "env":
                 refusal = env_policy.refusal(name)
@@ -236,26 +236,6 @@ class SecretStore:
                     f"User {who.name} does not have READ permission on secret scope {name}, which {field} "
                     "refers to. Ask a user with MANAGE on the scope to grant READ, or use a scope you can read."
                 )
-
-
-def references_in(tree: Any, path: str = "") -> list[tuple[str, tuple[str, str, str]]]:
-    """Every `{{...}}` string in a stored config tree, with its field path; a malformed one is a 400."""
-    found: list[tuple[str, tuple[str, str, str]]] = []
-    if isinstance(tree, dict):
-        for k, v in tree.items():
-            found += references_in(v, f"{path}.{k}" if path else str(k))
-    elif isinstance(tree, list):
-        for i, v in enumerate(tree):
-            found += references_in(v, f"{path}[{i}]")
-    elif isinstance(tree, str) and tree.lstrip().startswith("{{"):
-        ref = parse_reference(tree)
-        if ref is None:
-            raise InvalidParameterValue(
-                f"{path}: {tree!r} is not a secret reference; use '{{{{secrets/<scope>/<key>}}}}' or "
-                "'{{env/<NAME>}}', or give the value in the matching '*_plaintext' field"
-            )
-        found.append((path, ref))
-    return found
 
 
 def _check_principal(s: Session, name: str) -> None:

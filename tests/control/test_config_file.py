@@ -123,6 +123,14 @@ REFUSED = [
         "bearer_token_auth.token_plaintext",
         id="nested-plaintext",
     ),
+    pytest.param(
+        "endpoints:\n  - name: x\n    config:\n      served_entities:\n        - external_model:\n"
+        "            name: m\n            provider: openai\n            task: llm/v1/chat\n"
+        "            openai_config: {openai_api_key: '{{env/MODELGATE_ADMIN_TOKEN}}'}\n",
+        "openai_config.openai_api_key: environment variable 'MODELGATE_ADMIN_TOKEN' holds modelgate's own "
+        "credentials and can never be referenced",
+        id="env-reference-to-modelgate-s-own-token",
+    ),
 ]
 
 
