@@ -367,11 +367,14 @@ def test_deeply_nested_json_is_refused(server: LiveServer, upstream: FakeUpstrea
         assert_error(c.get(f"{API}/{name}"), 404, "RESOURCE_DOES_NOT_EXIST")
 
         # Nesting well inside the limit is served, stored and rendered.
+        # (inside a tool's parameters: the fake, like OpenAI, refuses keys its request types do not have)
+        deep_tool = {"type": "function", "function": {"name": "deep", "parameters": _nested(95)}}
         resp = c.post(
-            f"/serving-endpoints/{eps['chat']}/invocations", json={**chat_body(), "extra_params": _nested(100)}
+            f"/serving-endpoints/{eps['chat']}/invocations",
+            json={**chat_body(), "extra_params": {"tools": [deep_tool], "tool_choice": "none"}},
         )
         assert resp.status_code == 200, resp.text
-        assert upstream.requests[-1].json["a"] == _nested(99)
+        assert upstream.requests[-1].json["tools"] == [deep_tool]
         resp = c.post(API, json={**create, "telemetry_config": _nested(100)})
         assert resp.status_code == 200, resp.text
         assert c.get(f"{API}/{name}").json()["telemetry_config"] == _nested(100)

@@ -16,6 +16,11 @@ content (see :mod:`tests.fakes.openai_payloads`), and adds test hooks:
 * streaming: ``stream_delay_ms`` / ``--stream-delay-ms`` paces SSE events (one
   write each, so a client can disconnect mid-stream, which is then recorded);
   at 0 (default) the whole event stream goes out in a single write;
+* strict requests: each chat, completions and embeddings body is checked against the ``openai`` SDK's own
+  request types (``CompletionCreateParams*``, ``EmbeddingCreateParams``) with unknown keys rejected, all the
+  way into ``messages`` (:mod:`tests.fakes.strict_types`); a body they reject gets OpenAI's 400
+  ``invalid_request_error``. ``strict=False`` (``--lenient``) stands in for servers that take extensions
+  (vLLM's ``top_k``); benchmarks (``record=False``) skip the check;
 * recording: every API request (method, path, lower-cased headers, JSON body,
   whether the client disconnected mid-stream) goes to ``.requests``, also served
   at ``GET /__control/requests``; ``POST /__control/reset`` clears it;
@@ -24,7 +29,7 @@ content (see :mod:`tests.fakes.openai_payloads`), and adds test hooks:
 Run standalone (prints ``READY http://host:port`` once listening)::
 
     python -m tests.fakes.openai_upstream --port 0 [--api-key K] [--delay-ms 0]
-        [--stream-delay-ms 0] [--base-path /v1] [--api-key-header NAME=VALUE] [--no-record]
+        [--stream-delay-ms 0] [--base-path /v1] [--api-key-header NAME=VALUE] [--no-record] [--lenient]
 
 or in-process via :class:`FakeOpenAIUpstream` (async) or :class:`FakeUpstreamThread`
 / :func:`run_in_thread` (own event loop in a background thread, for sync tests).
@@ -47,8 +52,11 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from openai.types import completion_create_params, embedding_create_params
+from openai.types.chat import completion_create_params as chat_create_params
 
 from tests.fakes import openai_payloads as p
+from tests.fakes.strict_types import problems
 
 Handler = Callable[[web.Request, "RecordedRequest", p.JSON], Awaitable[web.StreamResponse]]
 
@@ -107,6 +115,7 @@ class FakeOpenAIUpstream:
         stream_delay_ms: float = 0,
         record: bool = True,
         models: tuple[str, ...] | list[str] = DEFAULT_MODELS,
+        strict: bool = True,
     ) -> None:
         self.api_key = api_key
         self.api_key_header = (api_key_header[0].lower(), api_key_header[1]) if api_key_header else None
@@ -114,6 +123,7 @@ class FakeOpenAIUpstream:
         self.delay_ms = delay_ms
         self.stream_delay_ms = stream_delay_ms
         self.record = record
+        self.strict = strict and record
         self.models = list(models)
         self.requests: list[RecordedRequest] = []
         self._failures: list[_PendingFailure] = []
@@ -256,7 +266,20 @@ class FakeOpenAIUpstream:
         return web.Response(body=orjson.dumps(obj), content_type="application/json")
 
     # --------------------------------------------------------------- endpoints
+    def _check(self, streaming: Any, whole: Any, body: p.JSON) -> None:
+        """OpenAI's own request types (the SDK's TypedDicts) accept the body, or this is a 400."""
+        if not self.strict:
+            return
+        found = problems(streaming if body.get("stream") else whole, body)
+        if found:
+            raise p.PayloadError("Invalid request: " + "; ".join(found), found[0].split(":")[0])
+
     async def _chat(self, request: web.Request, rec: RecordedRequest, body: p.JSON) -> web.StreamResponse:
+        self._check(
+            chat_create_params.CompletionCreateParamsStreaming,
+            chat_create_params.CompletionCreateParamsNonStreaming,
+            body,
+        )
         answer = p.ChatAnswer(body)
         n = _count(body, "n")
         rid, created, model = self._new_id("chatcmpl-"), int(time.time()), body["model"]
@@ -283,6 +306,11 @@ class FakeOpenAIUpstream:
         return await self._stream(request, rec, chunks)
 
     async def _completions(self, request: web.Request, rec: RecordedRequest, body: p.JSON) -> web.StreamResponse:
+        self._check(
+            completion_create_params.CompletionCreateParamsStreaming,
+            completion_create_params.CompletionCreateParamsNonStreaming,
+            body,
+        )
         _count(body, "n")
         choices, prompt_tokens = p.completion_choices(body)
         rid, created, model = self._new_id("cmpl-"), int(time.time()), body["model"]
@@ -305,6 +333,7 @@ class FakeOpenAIUpstream:
         return await self._stream(request, rec, chunks)
 
     async def _embeddings(self, request: web.Request, rec: RecordedRequest, body: p.JSON) -> web.StreamResponse:
+        self._check(embedding_create_params.EmbeddingCreateParams, embedding_create_params.EmbeddingCreateParams, body)
         return self._json(p.embeddings(body, body["model"]))
 
     def _model_obj(self, model: str) -> p.JSON:
@@ -463,6 +492,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--api-key-header", default=None, metavar="NAME=VALUE", help="require a custom header")
     ap.add_argument("--base-path", default="/v1")
     ap.add_argument("--no-record", action="store_true", help="do not record requests (benchmarks)")
+    ap.add_argument("--lenient", action="store_true", help="accept bodies the openai SDK's types reject")
     return ap.parse_args(argv)
 
 
@@ -478,6 +508,7 @@ async def _serve(args: argparse.Namespace) -> None:
         delay_ms=args.delay_ms,
         stream_delay_ms=args.stream_delay_ms,
         record=not args.no_record,
+        strict=not args.lenient,
     )
     await fake.start(args.host, args.port)
     stop = asyncio.Event()

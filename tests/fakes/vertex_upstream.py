@@ -9,14 +9,25 @@ cloud.google.com/vertex-ai/generative-ai/docs/model-reference/inference, …/tex
   client email, audience = Google's token endpoint (what google-auth signs for, whatever URI it posts to),
   scope = cloud-platform; answers a fresh ``access_token``;
 * Gemini routes: ``Authorization: Bearer <an issued token>`` (401 ``UNAUTHENTICATED`` otherwise) and the body
-  shape: only Gemini's top-level keys; ``contents`` roles user/model; each part holds exactly one of text,
-  inlineData, fileData, functionCall {name, args}, functionResponse {name, response}; a functionResponse
-  must name a functionCall of the turn before it;
+  checked against google-genai's own types in camelCase (:mod:`tests.fakes.vertex_types`: unknown or
+  snake_case keys, wrong types and non-base64 signatures are a 400 INVALID_ARGUMENT), then: ``contents`` roles
+  user/model; each part holds exactly one of text, inlineData, fileData, functionCall, functionResponse; a
+  functionResponse must name a functionCall of the turn before it;
+* thought signatures (ai.google.dev/gemini-api/docs/thought-signatures) are ``signature(kind, key)``, base64
+  that says which part they belong to; one sent back must sit on that same kind of part (a function call's
+  on the call of that name), or be Google's ``skip_thought_signature_validator`` on a function call.
+  ``gemini-3*`` models behave like Gemini 3: thoughts come unsigned, the answer's text and its first
+  function call signed, and a function-call turn of the current turn whose first call has no signature is
+  refused ("Function call is missing a thought_signature in functionCall parts.");
 * answers ``"echo: <last user text>"``; with tools on a user text turn, a functionCall of the first
-  declaration with a sample of its parameters; after functionResponse parts, ``"tool said: <content>"``;
-  with responseSchema, a sample instance as JSON; with thinkingConfig.includeThoughts, a thought part first
-  (signature ``sig-<n>``); candidateCount candidates; usage counts words (+2 thought tokens);
-* streaming (``?alt=sse``): ``data:`` events, one per word, the last with finishReason and usageMetadata;
+  declaration with a sample of its parameters (of every declaration, first one signed, when the text says
+  "parallel"); after functionResponse parts, ``"tool said: <content>"``; with responseSchema, a sample
+  instance as JSON; with thinkingConfig.includeThoughts, a thought part first; function calls always signed
+  (Gemini signs calls whenever it thinks, which Gemini 3 always does); candidateCount candidates; usage counts
+  words (+2 thought tokens); every answer and streamed event is checked against google-genai's
+  ``GenerateContentResponse`` before it goes out;
+* streaming (``?alt=sse``): ``data:`` events, one per word, the last with finishReason and usageMetadata; a
+  signed text's signature comes in an event of its own, on an empty text part, as Gemini streams it;
 * ``fail_next(status, count, retry_after)`` fails the next Gemini/predict requests with Google's error body
   (``{"error": {"code", "message", "status"}}``, status the canonical name: INVALID_ARGUMENT, UNAUTHENTICATED,
   PERMISSION_DENIED, RESOURCE_EXHAUSTED, UNAVAILABLE);
@@ -31,6 +42,7 @@ Every request is recorded in ``.requests`` (form fields as a dict for /token).
 
 from __future__ import annotations
 
+import base64
 import itertools
 import time
 from typing import Any
@@ -41,11 +53,16 @@ from aiohttp import web
 
 from tests.fakes.openai_payloads import sample_instance, word_pieces
 from tests.fakes.threaded import AppFake, ThreadedFake, retry_headers
+from tests.fakes.vertex_types import request_problems, response_problems
 
 JSON = dict[str, Any]
-TOP_LEVEL = {"contents", "systemInstruction", "generationConfig", "tools", "toolConfig", "safetySettings"}
 PART_KEYS = {"text", "inlineData", "fileData", "functionCall", "functionResponse"}
 PART_EXTRAS = {"thought", "thoughtSignature"}
+SKIP_SIGNATURE = "skip_thought_signature_validator"
+MISSING_SIGNATURE = (
+    "Function call is missing a thought_signature in functionCall parts. This is required for tools to work "
+    "correctly, and missing thought_signature may lead to degraded model performance."
+)
 SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 GOOGLE_TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"
 _STATUS_NAMES = {
@@ -59,6 +76,17 @@ SAFETY_RATINGS = [
     {"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH", "blocked": True},
     {"category": "HARM_CATEGORY_HARASSMENT", "probability": "NEGLIGIBLE"},
 ]
+
+
+def signature(kind: str, key: str = "") -> str:
+    """The fake's thought signature for a part: base64 naming the part's kind (thought, text, call) and key."""
+    return base64.b64encode(f"fake-gemini:{kind}:{key}".encode()).decode()
+
+
+def _part_key(part: JSON) -> tuple[str, str]:
+    if "functionCall" in part:
+        return "call", str(part["functionCall"].get("name"))
+    return ("thought", "") if part.get("thought") else ("text", "")
 
 
 def _error(status: int, message: str, retry_after: int | None = None) -> web.Response:
@@ -120,7 +148,10 @@ class FakeVertexUpstream(AppFake):
             return self._predict(body)
         if method not in ("generateContent", "streamGenerateContent"):
             return _error(404, f"unknown method {method}")
-        problem = _check_gemini(body)
+        found = request_problems(body)
+        if found:
+            return _error(400, "Invalid JSON payload received. " + "; ".join(found))
+        problem = _check_gemini(body, model)
         if problem:
             return _error(400, problem)
         if model == "long-context":
@@ -141,10 +172,16 @@ class FakeVertexUpstream(AppFake):
                     {"index": c["index"], "finishReason": "SAFETY", "safetyRatings": SAFETY_RATINGS}
                     for c in answer["candidates"]
                 ]
-            return web.json_response(answer)
+            return self._answer_json(answer)
         if request.query.get("alt") != "sse":
             return _error(400, "this fake streams only with alt=sse")
         return await self._stream(request, answer)
+
+    @staticmethod
+    def _answer_json(answer: JSON) -> web.Response:
+        found = response_problems(answer)
+        assert not found, f"the fake's own answer is not Gemini's: {found}"
+        return web.json_response(answer)
 
     async def _stream(self, request: web.Request, answer: JSON) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
@@ -158,8 +195,10 @@ class FakeVertexUpstream(AppFake):
         for cand in answer["candidates"]:
             for part in cand["content"]["parts"]:
                 pieces = word_pieces(part["text"]) if "text" in part and not part.get("thought") else [None]
-                for piece in pieces:
-                    new = part if piece is None else {"text": piece}
+                news: list[JSON] = [part if piece is None else {"text": piece} for piece in pieces]
+                if pieces != [None] and part.get("thoughtSignature"):
+                    news.append({"text": "", "thoughtSignature": part["thoughtSignature"]})
+                for new in news:
                     events.append(
                         {"candidates": [{"index": cand["index"], "content": {"role": "model", "parts": [new]}}]}
                     )
@@ -181,6 +220,8 @@ class FakeVertexUpstream(AppFake):
         for event in events:
             if "error" not in event:
                 event.update(responseId=answer["responseId"], modelVersion=answer["modelVersion"])
+                found = response_problems(event)
+                assert not found, f"the fake's own event is not Gemini's: {found}"
             await resp.write(b"data: " + orjson.dumps(event) + b"\r\n\r\n")
         await resp.write_eof()
         return resp
@@ -200,29 +241,43 @@ class FakeVertexUpstream(AppFake):
         return web.json_response({"predictions": predictions, "metadata": {"billableCharacterCount": 1}})
 
 
-def _check_gemini(body: Any) -> str | None:
-    if not isinstance(body, dict) or set(body) - TOP_LEVEL:
-        return f"Invalid JSON payload received. Unknown name {sorted(set(body) - TOP_LEVEL)!r}"
+def _check_gemini(body: JSON, model: str) -> str | None:
+    """What Gemini checks beyond its types: roles, one datum per part, answers to calls, signatures."""
     contents = body.get("contents")
-    if not isinstance(contents, list) or not contents:
+    if not contents:
         return "contents is not specified"
     called: list[str] = []
     for i, c in enumerate(contents):
-        if c.get("role") not in ("user", "model") or set(c) != {"role", "parts"} or not c["parts"]:
+        if c.get("role") not in ("user", "model") or not c.get("parts"):
             return f"contents[{i}]: role must be user or model, with non-empty parts"
         for j, p in enumerate(c["parts"]):
             keys = set(p) - PART_EXTRAS
             if len(keys) != 1 or not keys <= PART_KEYS:
                 return f"contents[{i}].parts[{j}]: a part holds exactly one of {sorted(PART_KEYS)}"
-            if "functionCall" in p and set(p["functionCall"]) != {"name", "args"}:
-                return f"contents[{i}].parts[{j}].functionCall: Unknown name in {sorted(p['functionCall'])}"
-            if "functionResponse" in p:
-                fr = p["functionResponse"]
-                if set(fr) != {"name", "response"} or not isinstance(fr["response"], dict):
-                    return f"contents[{i}].parts[{j}].functionResponse must be {{name, response: object}}"
-                if fr["name"] not in called:
-                    return f"contents[{i}].parts[{j}]: function response does not match a function call turn"
+            if "functionResponse" in p and p["functionResponse"].get("name") not in called:
+                return f"contents[{i}].parts[{j}]: function response does not match a function call turn"
+            sig = p.get("thoughtSignature")
+            if (
+                sig is not None
+                and sig != signature(*_part_key(p))
+                and not (sig == SKIP_SIGNATURE and "functionCall" in p)
+            ):
+                return f"contents[{i}].parts[{j}]: Corrupted thought signature."
         called = [p["functionCall"]["name"] for p in c["parts"] if "functionCall" in p]
+    if model.startswith("gemini-3"):
+        # The current turn: everything after the last user turn that is not only function responses.
+        start = max(
+            (
+                i
+                for i, c in enumerate(contents)
+                if c["role"] == "user" and not all("functionResponse" in p for p in c["parts"])
+            ),
+            default=0,
+        )
+        for c in contents[start:]:
+            calls = [p for p in c["parts"] if "functionCall" in p]
+            if c["role"] == "model" and calls and "thoughtSignature" not in calls[0]:
+                return MISSING_SIGNATURE
     return None
 
 
@@ -233,23 +288,34 @@ def _answer(body: JSON, model: str) -> JSON:
     mode = ((body.get("toolConfig") or {}).get("functionCallingConfig") or {}).get("mode", "AUTO")
     results = [p["functionResponse"]["response"] for p in last if "functionResponse" in p]
     user_text = "".join(p.get("text", "") for p in last)
-    part: JSON
-    if results:
-        part = {"text": "tool said: " + "; ".join(str(r.get("content", r)) for r in results)}
-    elif declarations and mode != "NONE":
-        decl = declarations[0]
-        part = {"functionCall": {"name": decl["name"], "args": sample_instance(decl.get("parameters") or {})}}
-    elif config.get("responseSchema"):
-        part = {"text": orjson.dumps(sample_instance(config["responseSchema"])).decode()}
-    else:
-        part = {"text": f"echo: {user_text}"}
     thinking = (config.get("thinkingConfig") or {}).get("includeThoughts")
+    gemini3 = model.startswith("gemini-3")
+    answer: list[JSON]
+    if results:
+        answer = [{"text": "tool said: " + "; ".join(str(r.get("content", r)) for r in results)}]
+    elif declarations and mode != "NONE":
+        chosen = declarations if "parallel" in user_text else declarations[:1]
+        answer = [
+            {"functionCall": {"name": d["name"], "args": sample_instance(d.get("parameters") or {})}} for d in chosen
+        ]
+        answer[0]["thoughtSignature"] = signature("call", chosen[0]["name"])  # Gemini signs the first call only
+    elif config.get("responseSchema"):
+        answer = [{"text": orjson.dumps(sample_instance(config["responseSchema"])).decode()}]
+    else:
+        answer = [{"text": f"echo: {user_text}"}]
+    if gemini3 and "text" in answer[0]:
+        answer[0]["thoughtSignature"] = signature("text")
     words_in = sum(len(p.get("text", "").split()) for c in body["contents"] for p in c["parts"])
     candidates: list[JSON] = []
     for i in range(int(config.get("candidateCount", 1))):
-        parts = [{"text": "Let me think.", "thought": True, "thoughtSignature": f"sig-{i}"}] if thinking else []
-        candidates.append({"index": i, "content": {"role": "model", "parts": [*parts, part]}, "finishReason": "STOP"})
-    out_words = len(part.get("text", "x y").split())
+        thought: JSON = {"text": "Let me think.", "thought": True}
+        if not gemini3:
+            thought["thoughtSignature"] = signature("thought")
+        parts = [thought] if thinking else []
+        candidates.append(
+            {"index": i, "content": {"role": "model", "parts": [*parts, *answer]}, "finishReason": "STOP"}
+        )
+    out_words = sum(len(p.get("text", "x y").split()) for p in answer)
     usage = {"promptTokenCount": words_in + 3, "candidatesTokenCount": out_words * len(candidates)}
     if thinking:
         usage["thoughtsTokenCount"] = 2 * len(candidates)

@@ -177,15 +177,14 @@ def _image_source(url: str) -> Json:
 
 
 def _thinking_blocks(part: ReasoningPart) -> list[Json]:
+    """Reasoning → thinking blocks. Anthropic requires a signature on each (ThinkingBlockParam); an unsigned
+    one was another provider's (Cohere's, a Gemini thought) and is dropped rather than refused."""
     blocks: list[Json] = []
     for item in part.summary:
         if item.type == "summary_encrypted_text":
             blocks.append({"type": "redacted_thinking", "data": item.data or ""})
-        else:
-            block: Json = {"type": "thinking", "thinking": item.text or ""}
-            if item.signature is not None:
-                block["signature"] = item.signature
-            blocks.append(block)
+        elif item.signature:
+            blocks.append({"type": "thinking", "thinking": item.text or "", "signature": item.signature})
     return blocks
 
 

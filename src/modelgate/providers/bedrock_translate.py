@@ -167,15 +167,15 @@ def _blocks(msg: Json, index: int) -> list[Json]:
 
 
 def _reasoning_blocks(part: Json) -> list[Json]:
-    """Our reasoning block → Converse reasoningContent blocks, text and signature passed on unmodified."""
+    """Our reasoning block → Converse reasoningContent blocks, text and signature passed on unmodified. Claude
+    refuses unsigned reasoning, so an unsigned block (another provider's: Cohere's, a Gemini thought) is
+    dropped."""
     blocks: list[Json] = []
     for item in part.get("summary") or []:
         if item.get("type") == "summary_encrypted_text":
             blocks.append({"reasoningContent": {"redactedContent": item.get("data") or ""}})
-        else:
-            text: Json = {"text": item.get("text") or ""}
-            if item.get("signature") is not None:
-                text["signature"] = item["signature"]
+        elif item.get("signature"):
+            text: Json = {"text": item.get("text") or "", "signature": item["signature"]}
             blocks.append({"reasoningContent": {"reasoningText": text}})
     return blocks
 

@@ -41,6 +41,8 @@ class CustomProvider(OpenAICompatibleProvider):
     name = "custom"
     config_key = "custom_provider_config"
     config_model = CustomProviderConfig
+    # Gemini's OpenAI-compatible API needs its thought signatures back; other servers ignore unknown keys.
+    keeps_extra_content = True
 
     def __init__(self, model_name: str, task: str, config: ProviderConfig, deps: ProviderDeps) -> None:
         super().__init__(model_name, task, config, deps)

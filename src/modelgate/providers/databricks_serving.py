@@ -31,6 +31,9 @@ class DatabricksServingProvider(OpenAICompatibleProvider):
     config_key = "databricks_model_serving_config"
     config_model = DatabricksServingConfig
     secret_fields = (("databricks_api_token", True),)
+    # The remote speaks this same API: reasoning blocks and signatures reach its own provider unchanged.
+    keeps_reasoning_blocks = True
+    keeps_extra_content = True
 
     def __init__(self, model_name: str, task: str, config: ProviderConfig, deps: ProviderDeps) -> None:
         super().__init__(model_name, task, config, deps)

@@ -3,6 +3,13 @@
 Requests go out nearly as they came in: our wire model minus the gateway-only fields, with the upstream
 model name and `extra_params` merged in. Streams always ask the upstream for usage so it can be reported
 even when the caller did not ask for it.
+
+Assistant history may hold what another provider answered (through a fallback, a traffic split, or a client
+that echoes messages): reasoning content blocks (Anthropic's, Bedrock's, Gemini's thoughts) and Google's
+`extra_content` thought signatures. OpenAI's API takes only `text` and `refusal` parts in an assistant message
+and no unknown keys, so each provider says what its upstream keeps (`keeps_reasoning_blocks`,
+`keeps_extra_content`); what it does not keep is dropped, and an assistant content left with text only goes
+as a string. Reasoning cannot be handed to OpenAI: its own reasoning is carried only by the Responses API.
 """
 
 from __future__ import annotations
@@ -23,6 +30,11 @@ _EXCLUDE = set(GATEWAY_ONLY_FIELDS)
 class OpenAICompatibleProvider(Provider):
     # Request fields this upstream does not understand; dropped before sending.
     unsupported_fields: ClassVar[frozenset[str]] = frozenset()
+    # Whether the upstream takes reasoning content blocks in assistant history (Databricks' own shape).
+    keeps_reasoning_blocks: ClassVar[bool] = False
+    # Whether it takes Google's `extra_content` on assistant messages and tool calls (Gemini's
+    # OpenAI-compatible API needs it; OpenAI's API refuses unknown keys).
+    keeps_extra_content: ClassVar[bool] = False
 
     def __init__(self, model_name: str, task: str, config: ProviderConfig, deps: ProviderDeps) -> None:
         super().__init__(model_name, task, config, deps)
@@ -46,12 +58,34 @@ class OpenAICompatibleProvider(Provider):
         body = request.model_dump(exclude_none=True, exclude=_EXCLUDE, by_alias=True)
         for name in self.unsupported_fields:
             body.pop(name, None)
+        if "messages" in body and not (self.keeps_reasoning_blocks and self.keeps_extra_content):
+            body["messages"] = [self._history_message(m) for m in body["messages"]]
         model = self.body_model_name()
         if model is not None:
             body["model"] = model
         if request.extra_params:
             body.update(request.extra_params)
         return body
+
+    def _history_message(self, msg: Json) -> Json:
+        """An assistant message as this upstream takes it (see the module docstring); others unchanged."""
+        if msg.get("role") != "assistant":
+            return msg
+        msg = dict(msg)
+        if not self.keeps_extra_content:
+            msg.pop("extra_content", None)
+            if msg.get("tool_calls"):
+                msg["tool_calls"] = [{k: v for k, v in c.items() if k != "extra_content"} for c in msg["tool_calls"]]
+        content = msg.get("content")
+        if not self.keeps_reasoning_blocks and isinstance(content, list):
+            kept = [p for p in content if p.get("type") != "reasoning"]
+            if len(kept) != len(content):
+                if all(p.get("type") == "text" for p in kept):
+                    text = "".join(p.get("text") or "" for p in kept)
+                    msg["content"] = text if text or not msg.get("tool_calls") else None
+                else:
+                    msg["content"] = kept
+        return msg
 
     async def chat(self, request: ChatRequest) -> Json:
         body = self.build_body(request)

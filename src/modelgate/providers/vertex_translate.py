@@ -5,6 +5,14 @@ Gemini (cloud.google.com/vertex-ai/generative-ai/docs/model-reference/inference)
 `generationConfig`, tools to `functionDeclarations`. Tool results become `functionResponse` parts in a user
 turn, named after the call they answer; the history keeps only keys Gemini accepts (no `id`/`type` on
 function calls, `args` as an object), since gateways that leaked OpenAI keys there got the history rejected.
+
+Thought signatures (ai.google.dev/gemini-api/docs/thought-signatures) may sit on any part and must go back on
+the same part; Gemini 3 refuses a function-call turn whose first call lacks one. They travel in the shape of
+Google's own OpenAI-compatible layer, which clients written for Gemini already keep: a call's signature in
+`tool_calls[i].extra_content.google.thought_signature`, a text part's on the message (or stream delta) as
+`extra_content.google.thought_signature`, a thought's in its reasoning block's `signature`. A function-call
+turn that comes back with no signature at all (written by another provider, or by a client that dropped it)
+gets Google's documented `skip_thought_signature_validator` on its first call.
 """
 
 from __future__ import annotations
@@ -37,6 +45,20 @@ FINISH_REASONS = {
 EFFORT_BUDGETS = {"minimal": 512, "low": 1024, "medium": 8192, "high": 24576, "xhigh": 32768, "max": 32768}
 # JSON-schema keys Gemini's OpenAPI-subset responseSchema rejects.
 _SCHEMA_DROP = {"additionalProperties", "$schema", "strict"}
+# Google's documented stand-in for a function call that has no signature of Gemini's (…/thought-signatures).
+SKIP_SIGNATURE = "skip_thought_signature_validator"
+
+
+def google_signature(obj: Json) -> str | None:
+    """The thought signature an OpenAI-shaped message, delta or tool call carries in `extra_content`."""
+    extra = obj.get("extra_content")
+    google = extra.get("google") if isinstance(extra, dict) else None
+    sig = google.get("thought_signature") if isinstance(google, dict) else None
+    return sig if isinstance(sig, str) and sig else None
+
+
+def _extra(signature: str) -> Json:
+    return {"google": {"thought_signature": signature}}
 
 
 def chat_body(request: ChatRequest) -> Json:
@@ -125,6 +147,8 @@ def _image(url: str) -> Json:
 
 
 def _assistant_parts(msg: Json) -> list[Json]:
+    """A model turn: its thoughts and texts in order (the message's text signature on the first text), then
+    its function calls with theirs."""
     parts: list[Json] = []
     content = msg.get("content")
     if isinstance(content, str):
@@ -135,18 +159,42 @@ def _assistant_parts(msg: Json) -> list[Json]:
             if p["type"] == "text" and p.get("text"):
                 parts.append({"text": p["text"]})
             elif p["type"] == "reasoning":
-                for item in p.get("summary") or []:  # thoughts round-trip with their signature
-                    thought: Json = {"text": item.get("text") or "", "thought": True}
-                    if item.get("signature"):
-                        thought["thoughtSignature"] = item["signature"]
-                    parts.append(thought)
+                parts.extend(_thought_parts(p))
+    text_sig = google_signature(msg)
+    if text_sig:
+        first_text = next((p for p in parts if not p.get("thought")), None)
+        if first_text is None:  # a signature that came on an empty part (streams end that way)
+            parts.append(first_text := {"text": ""})
+        first_text["thoughtSignature"] = text_sig
+    calls: list[Json] = []
     for call in msg.get("tool_calls") or []:
         fn = call["function"]
         try:
             args = orjson.loads(fn["arguments"] or "{}")
         except orjson.JSONDecodeError:
             raise BadRequest(f"Tool call {call['id']!r} has arguments that are not JSON.") from None
-        parts.append({"functionCall": {"name": fn["name"], "args": args if isinstance(args, dict) else {}}})
+        part: Json = {"functionCall": {"name": fn["name"], "args": args if isinstance(args, dict) else {}}}
+        sig = google_signature(call)
+        if sig:
+            part["thoughtSignature"] = sig
+        calls.append(part)
+    if calls and not any("thoughtSignature" in c for c in calls):
+        calls[0]["thoughtSignature"] = SKIP_SIGNATURE  # parallel calls: Gemini signs only the first
+    return parts + calls
+
+
+def _thought_parts(block: Json) -> list[Json]:
+    """A reasoning block → thought parts with their signature. Encrypted (redacted) items are another
+    provider's (Anthropic's redacted_thinking, Bedrock's redactedContent): Gemini has no such part, so they are
+    dropped."""
+    parts: list[Json] = []
+    for item in block.get("summary") or []:
+        if item.get("type") != "summary_text":
+            continue
+        thought: Json = {"text": item.get("text") or "", "thought": True}
+        if item.get("signature"):
+            thought["thoughtSignature"] = item["signature"]
+        parts.append(thought)
     return parts
 
 
@@ -235,10 +283,19 @@ def usage(meta: Json | None) -> Json:
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
-def _tool_call(call: Json, index: int) -> Json:
+def _tool_call(part: Json, index: int) -> Json:
+    call = part["functionCall"]
     call_id = call.get("id") or f"call_{index}_{call.get('name')}"
     args = orjson.dumps(call.get("args") or {}).decode()
-    return {"id": call_id, "type": "function", "function": {"name": call.get("name"), "arguments": args}}
+    out: Json = {"id": call_id, "type": "function", "function": {"name": call.get("name"), "arguments": args}}
+    if part.get("thoughtSignature"):
+        out["extra_content"] = _extra(part["thoughtSignature"])
+    return out
+
+
+def _reasoning(part: Json) -> Json:
+    item = {"type": "summary_text", "text": part.get("text", ""), "signature": part.get("thoughtSignature")}
+    return {"type": "reasoning", "summary": [item]}
 
 
 def finish_reason(reason: Any, has_calls: bool = False) -> str:
@@ -259,17 +316,20 @@ def chat_response(resp: Json, model: str) -> Json:
         texts: list[str] = []
         reasoning: list[Json] = []
         calls: list[Json] = []
+        text_sig: str | None = None
         for part in (cand.get("content") or {}).get("parts") or []:
             if "functionCall" in part:
-                calls.append(_tool_call(part["functionCall"], len(calls)))
+                calls.append(_tool_call(part, len(calls)))
             elif part.get("thought"):
-                item = {"type": "summary_text", "text": part.get("text", ""), "signature": part.get("thoughtSignature")}
-                reasoning.append({"type": "reasoning", "summary": [item]})
+                reasoning.append(_reasoning(part))
             elif "text" in part:
                 texts.append(part["text"])
+                text_sig = text_sig or part.get("thoughtSignature")
         text = "".join(texts)
         content: Any = [*reasoning, {"type": "text", "text": text}] if reasoning else (text or None)
         message: Json = {"role": "assistant", "content": content}
+        if text_sig:
+            message["extra_content"] = _extra(text_sig)
         if calls:
             message["tool_calls"] = calls
         finish = finish_reason(cand.get("finishReason"), bool(calls))
@@ -316,18 +376,14 @@ class StreamTranslator:
                 if "functionCall" in part:
                     n = self.calls.get(index, 0)
                     self.calls[index] = n + 1
-                    out.append(
-                        self._chunk(index, {"tool_calls": [{"index": n, **_tool_call(part["functionCall"], n)}]})
-                    )
+                    out.append(self._chunk(index, {"tool_calls": [{"index": n, **_tool_call(part, n)}]}))
                 elif part.get("thought"):
-                    item = {
-                        "type": "summary_text",
-                        "text": part.get("text", ""),
-                        "signature": part.get("thoughtSignature"),
-                    }
-                    out.append(self._chunk(index, {"content": [{"type": "reasoning", "summary": [item]}]}))
-                elif part.get("text"):
-                    out.append(self._chunk(index, {"content": part["text"]}))
+                    out.append(self._chunk(index, {"content": [_reasoning(part)]}))
+                elif part.get("text") or part.get("thoughtSignature"):
+                    delta: Json = {"content": part.get("text") or ""}
+                    if part.get("thoughtSignature"):  # Google's own stream shape; may come on an empty part
+                        delta["extra_content"] = _extra(part["thoughtSignature"])
+                    out.append(self._chunk(index, delta))
             if cand.get("finishReason"):
                 finish = finish_reason(cand["finishReason"], bool(self.calls.get(index)))
                 out.append(self._chunk(index, {}, finish))
