@@ -56,6 +56,7 @@ from modelgate.serving.dispatch import InvocationService
 from modelgate.serving.endpoint_service import EndpointService
 from modelgate.serving.entities import EntityFactory
 from modelgate.serving.registry import EndpointRegistry
+from modelgate.serving.upstream_hosts import UpstreamHostPolicy
 from modelgate.settings import Settings
 from modelgate.store.db import Database
 from modelgate.store.tables import Meta
@@ -301,7 +302,8 @@ async def _start(settings: Settings, mask: SecretMask | None = None) -> Services
         deps = ProviderDeps(http=http, secrets=resolver, retry_budget_s=settings.upstream_retry_budget_s)
         models = load_models(settings.config_file) if settings.config_file else []
         catalog = LocalCatalog.with_defaults(models, deps=deps)
-        factory = EntityFactory(ProviderRegistry(), deps, cipher, catalog=catalog)
+        hosts = UpstreamHostPolicy.parse(settings.upstream_hosts)
+        factory = EntityFactory(ProviderRegistry(), deps, cipher, catalog=catalog, upstream_hosts=hosts)
         registry = EndpointRegistry(db, factory, poll_interval_s=settings.registry_poll_s)
         await registry.start()
         metrics = ServingMetrics()

@@ -40,6 +40,9 @@ class Settings:
     # MODELGATE_ALLOWED_ENV_REFERENCES: comma-separated names or globs that `{{env/NAME}}` may name (default
     # any); MODELGATE_* and DATABRICKS_* never, whatever this says.
     allowed_env_references: str | None = None
+    # MODELGATE_UPSTREAM_HOSTS: comma-separated host globs (optional :port) that external models' URLs may
+    # name; default any (see serving/upstream_hosts.py).
+    upstream_hosts: str | None = None
     # MODELGATE_METRICS_PUBLIC=1: serve /metrics without a token (it then names every endpoint to anyone).
     metrics_public: bool = False
     # MODELGATE_UPSTREAM_TIMEOUT_S: the longest wait for an upstream's next bytes (its first byte, or the next
@@ -77,6 +80,7 @@ class Settings:
             "guardrail_embedding_endpoint": env.get("MODELGATE_GUARDRAIL_EMBEDDING_ENDPOINT") or None,
             "guardrail_safety_endpoint": env.get("MODELGATE_GUARDRAIL_SAFETY_ENDPOINT") or None,
             "allowed_env_references": env.get("MODELGATE_ALLOWED_ENV_REFERENCES") or None,
+            "upstream_hosts": env.get("MODELGATE_UPSTREAM_HOSTS") or None,
             "metrics_public": env.get("MODELGATE_METRICS_PUBLIC", "").lower() in ("1", "true", "yes"),
         }
         if env.get("MODELGATE_UPSTREAM_RETRY_BUDGET_S"):

@@ -15,6 +15,7 @@ from modelgate.protocol.endpoints import ServedEntityInput
 from modelgate.providers.base import Provider, ProviderDeps
 from modelgate.providers.registry import ProviderRegistry
 from modelgate.secrets import ConfigOwner, SecretCipher, encrypt_plaintext_fields
+from modelgate.serving.upstream_hosts import UpstreamHostPolicy
 
 READY = "DEPLOYMENT_READY"
 
@@ -36,11 +37,13 @@ class EntityFactory:
         deps: ProviderDeps,
         cipher: SecretCipher,
         catalog: LocalModelCatalog | None = None,
+        upstream_hosts: UpstreamHostPolicy | None = None,
     ) -> None:
         self.providers = providers
         self.deps = deps
         self.cipher = cipher
         self.catalog = catalog
+        self.upstream_hosts = upstream_hosts or UpstreamHostPolicy()
 
     def prepare(self, entity: ServedEntityInput) -> tuple[dict[str, Any], str]:
         """Validate an input entity; return what is stored for it (secrets encrypted) and its task."""
@@ -57,6 +60,7 @@ class EntityFactory:
                     f"unexpected: {', '.join(sorted(extra))}"
                 )
             provider_cls.parse_config(raw_config)
+            self.upstream_hosts.check(raw_config, f"external_model.{provider_cls.config_key}")
             stored["external_model"] = encrypt_plaintext_fields(stored["external_model"], self.cipher, "external_model")
             return stored, ext.task
         if self.catalog is None:
@@ -73,6 +77,7 @@ class EntityFactory:
         if ext is not None:
             provider_cls = self.providers.get(ext["provider"])
             config = provider_cls.parse_config(ext.get(provider_cls.config_key))
+            self.upstream_hosts.check(ext.get(provider_cls.config_key), f"external_model.{provider_cls.config_key}")
             deps = dataclasses.replace(self.deps, secrets=self.deps.secrets.for_owner(owner))
             return provider_cls(ext["name"], ext["task"], config, deps)
         if self.catalog is None:
