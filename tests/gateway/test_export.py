@@ -166,7 +166,8 @@ def test_cli_exports_delta_and_parquet(live: LiveServer, upstream: FakeUpstreamT
     delta_dir = tmp_path / "payload_delta"
     out = _cli(live, "inference-table", name, "--format", "delta", "--out", str(delta_dir), "--since", "1h")
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == f"wrote 3 rows of main.exp.{name}_payload to {delta_dir} (delta)"
+    database = live.env.get("MODELGATE_DATABASE_URL") or str((live.data_dir / "modelgate.db").resolve())
+    assert out.stdout.strip() == f"wrote 3 rows of main.exp.{name}_payload from {database} to {delta_dir} (delta)"
     table = DeltaTable(str(delta_dir))
     fields = json.loads(table.schema().to_json())["fields"]
     assert {f["name"]: f["type"] for f in fields} == PAYLOAD_DELTA_TYPES
