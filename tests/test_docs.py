@@ -111,3 +111,18 @@ def test_every_setting_is_documented() -> None:
     assert names, "no settings found"
     missing = sorted(n for n in names if n not in readme)
     assert not missing, f"settings missing from the README: {missing}"
+
+
+def test_docs_agree_with_the_code_on_the_built_in_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The built-in embedding endpoint is on unless MODELGATE_EXPOSE_DEFAULT_MODELS=0: every page says so."""
+    from modelgate.engines.exposure import EXPOSE_DEFAULTS_ENV, exposes_defaults
+
+    monkeypatch.delenv(EXPOSE_DEFAULTS_ENV, raising=False)
+    assert exposes_defaults()
+    [row] = [ln for ln in (ROOT / "README.md").read_text().splitlines() if ln.startswith(f"| `{EXPOSE_DEFAULTS_ENV}`")]
+    assert row.split("|")[2].strip() == "on"
+    for doc in DOCS:
+        text = doc.read_text()
+        assert f"{EXPOSE_DEFAULTS_ENV}=1" not in text, f"{doc.name} says the endpoint must be switched on"
+        if EXPOSE_DEFAULTS_ENV in text and doc.name != "README.md":
+            assert f"{EXPOSE_DEFAULTS_ENV}=0" in text, f"{doc.name} names the setting but not how to turn it off"
