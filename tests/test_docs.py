@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import json
 import os
 import re
 import subprocess
@@ -126,3 +128,14 @@ def test_docs_agree_with_the_code_on_the_built_in_endpoint(monkeypatch: pytest.M
         assert f"{EXPOSE_DEFAULTS_ENV}=1" not in text, f"{doc.name} says the endpoint must be switched on"
         if EXPOSE_DEFAULTS_ENV in text and doc.name != "README.md":
             assert f"{EXPOSE_DEFAULTS_ENV}=0" in text, f"{doc.name} names the setting but not how to turn it off"
+
+
+def test_ai_gateway_examples_are_cumulative() -> None:
+    """A PUT .../ai-gateway replaces the whole config, so each example keeps everything the one before set
+    (a reader who runs them in turn would otherwise lose usage tracking, the inference table, the limits)."""
+    doc = (ROOT / "docs" / "ai_gateway.md").read_text()
+    assert "A PUT replaces the endpoint's whole AI Gateway config" in doc
+    bodies = [json.loads(m) for m in re.findall(r"-X PUT \S+/ai-gateway -d '(\{.*?\})'", doc, re.S)]
+    assert len(bodies) >= 2
+    for before, after in itertools.pairwise(bodies):
+        assert {k: after.get(k) for k in before} == before
