@@ -434,6 +434,8 @@ def _run_export(kind: str, endpoint: str, fmt: str, out: Path, since: str | None
             raise click.ClickException(f"no endpoint named '{endpoint}' (see GET /api/2.0/serving-endpoints)")
         if row is None:
             click.echo(f"note: no endpoint named '{endpoint}' now; exporting any usage rows it left", err=True)
+        if kind == "inference-table" and row is not None:
+            export.check_inference_table(db.engine, endpoint, row.ai_gateway)
         source = (
             export.inference_table_source(endpoint, row.ai_gateway if row else None)
             if kind == "inference-table"
