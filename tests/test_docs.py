@@ -139,3 +139,22 @@ def test_ai_gateway_examples_are_cumulative() -> None:
     assert len(bodies) >= 2
     for before, after in itertools.pairwise(bodies):
         assert {k: after.get(k) for k in before} == before
+
+
+def test_readme_python_examples_say_what_to_install() -> None:
+    """A README snippet that imports a package the server's .venv lacks says, just before it, to install it."""
+    import ast
+
+    text = (ROOT / "README.md").read_text()
+    for match in FENCE.finditer(text):
+        if match[1] != "python":
+            continue
+        lead = text[: match.start()].rstrip().rsplit("\n\n", 1)[-1]
+        modules = set()
+        for node in ast.walk(ast.parse(match[2])):
+            if isinstance(node, ast.Import):
+                modules |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                modules.add(node.module.split(".")[0])
+        for module in sorted(modules - set(sys.stdlib_module_names) - {"modelgate"}):
+            assert f"pip install {module}" in lead, f"the README's {module} example does not say to install it"
