@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import json
 import os
 import re
 import subprocess
@@ -111,3 +113,48 @@ def test_every_setting_is_documented() -> None:
     assert names, "no settings found"
     missing = sorted(n for n in names if n not in readme)
     assert not missing, f"settings missing from the README: {missing}"
+
+
+def test_docs_agree_with_the_code_on_the_built_in_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The built-in embedding endpoint is on unless MODELGATE_EXPOSE_DEFAULT_MODELS=0: every page says so."""
+    from modelgate.engines.exposure import EXPOSE_DEFAULTS_ENV, exposes_defaults
+
+    monkeypatch.delenv(EXPOSE_DEFAULTS_ENV, raising=False)
+    assert exposes_defaults()
+    [row] = [ln for ln in (ROOT / "README.md").read_text().splitlines() if ln.startswith(f"| `{EXPOSE_DEFAULTS_ENV}`")]
+    assert row.split("|")[2].strip() == "on"
+    for doc in DOCS:
+        text = doc.read_text()
+        assert f"{EXPOSE_DEFAULTS_ENV}=1" not in text, f"{doc.name} says the endpoint must be switched on"
+        if EXPOSE_DEFAULTS_ENV in text and doc.name != "README.md":
+            assert f"{EXPOSE_DEFAULTS_ENV}=0" in text, f"{doc.name} names the setting but not how to turn it off"
+
+
+def test_ai_gateway_examples_are_cumulative() -> None:
+    """A PUT .../ai-gateway replaces the whole config, so each example keeps everything the one before set
+    (a reader who runs them in turn would otherwise lose usage tracking, the inference table, the limits)."""
+    doc = (ROOT / "docs" / "ai_gateway.md").read_text()
+    assert "A PUT replaces the endpoint's whole AI Gateway config" in doc
+    bodies = [json.loads(m) for m in re.findall(r"-X PUT \S+/ai-gateway -d '(\{.*?\})'", doc, re.S)]
+    assert len(bodies) >= 2
+    for before, after in itertools.pairwise(bodies):
+        assert {k: after.get(k) for k in before} == before
+
+
+def test_readme_python_examples_say_what_to_install() -> None:
+    """A README snippet that imports a package the server's .venv lacks says, just before it, to install it."""
+    import ast
+
+    text = (ROOT / "README.md").read_text()
+    for match in FENCE.finditer(text):
+        if match[1] != "python":
+            continue
+        lead = text[: match.start()].rstrip().rsplit("\n\n", 1)[-1]
+        modules = set()
+        for node in ast.walk(ast.parse(match[2])):
+            if isinstance(node, ast.Import):
+                modules |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                modules.add(node.module.split(".")[0])
+        for module in sorted(modules - set(sys.stdlib_module_names) - {"modelgate"}):
+            assert f"pip install {module}" in lead, f"the README's {module} example does not say to install it"

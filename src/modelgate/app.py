@@ -40,6 +40,7 @@ from modelgate.routes import endpoints as endpoint_routes
 from modelgate.routes import gateway_data as gateway_data_routes
 from modelgate.routes import models as model_routes
 from modelgate.routes import oauth as oauth_routes
+from modelgate.routes import openai_models as openai_model_routes
 from modelgate.routes import responses as responses_routes
 from modelgate.routes import scim as scim_routes
 from modelgate.routes import secrets as secret_routes
@@ -214,6 +215,7 @@ def create_app(settings: Settings | None = None, mask: SecretMask | None = None)
         routes=[
             *serving_routes.routes,  # the query path first: routes are matched in order
             *responses_routes.routes,
+            *openai_model_routes.routes,
             *system_routes.routes,
             *endpoint_routes.routes,
             *gateway_data_routes.routes,

@@ -127,14 +127,43 @@ def tokens() -> None:
     """Personal access tokens."""
 
 
-def _db(data_dir: Path | None) -> tuple[Settings, object]:
+def _db(data_dir: Path | None, *, create: bool = False) -> tuple[Settings, object]:
+    """The server's database, which must already exist unless `create`: run from the wrong directory, the
+    default `./.modelgate` would otherwise be a new, empty database that no server reads."""
+    from sqlalchemy import inspect
+
     from modelgate.store.db import Database
 
     settings = _settings(data_dir)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    db = Database(settings.resolved_database_url)
+    url = settings.resolved_database_url
+    sqlite_file = None if settings.database_url else settings.data_dir / "modelgate.db"
+    missing = sqlite_file is not None and not sqlite_file.exists()
+    if not create and missing:
+        raise click.ClickException(_no_database(settings))
+    if sqlite_file is not None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(url)
+    if not create and not inspect(db.engine).has_table("alembic_version"):
+        raise click.ClickException(_no_database(settings))
     db.migrate()
     return settings, db
+
+
+def _database_label(settings: Settings) -> str:
+    """Which database a command used, for its output: the SQLite file, or the URL without its password."""
+    from sqlalchemy.engine import make_url
+
+    if not settings.database_url:
+        return str((settings.data_dir / "modelgate.db").resolve())
+    return make_url(settings.database_url).render_as_string(hide_password=True)
+
+
+def _no_database(settings: Settings) -> str:
+    return (
+        f"no modelgate database at {_database_label(settings)}. Run this where the server keeps its data (the "
+        "data dir `modelgate serve` prints at start), or pass --data-dir or set MODELGATE_DATA_DIR / "
+        "MODELGATE_DATABASE_URL as the server has them."
+    )
 
 
 @tokens.command("create")
@@ -142,15 +171,23 @@ def _db(data_dir: Path | None) -> tuple[Settings, object]:
 @click.option("--lifetime-seconds", type=int, default=None, help="Expire after this many seconds (default: never).")
 @click.option("--user", "user_name", default=None, help="Owner (created if new) [default: the admin user].")
 @click.option("--admin/--no-admin", default=None, help="Make a new --user an admin.")
+@click.option(
+    "--create-database", is_flag=True, help="Create the database if it does not exist yet (before a first serve)."
+)
 @data_dir_option
 def tokens_create(
-    comment: str | None, lifetime_seconds: int | None, user_name: str | None, admin: bool | None, data_dir: Path | None
+    comment: str | None,
+    lifetime_seconds: int | None,
+    user_name: str | None,
+    admin: bool | None,
+    create_database: bool,
+    data_dir: Path | None,
 ) -> None:
-    """Create a token and print it (the only time it is shown)."""
+    """Create a token and print it (the only time it is shown); stderr says which database holds it."""
     from modelgate.auth.tokens import create_token, ensure_principal
     from modelgate.store.db import Database
 
-    settings, db = _db(data_dir)
+    settings, db = _db(data_dir, create=create_database)
     assert isinstance(db, Database)
     owner = user_name or settings.admin_user
     is_admin = bool(admin) if user_name else True
@@ -158,6 +195,7 @@ def tokens_create(
         principal = ensure_principal(s, "user", owner, is_admin=is_admin)
         value, _info = create_token(s, principal, comment=comment, lifetime_seconds=lifetime_seconds)
     click.echo(value)
+    click.echo(f"token for {owner} written to {_database_label(settings)}", err=True)
 
 
 @tokens.command("list")
@@ -386,7 +424,7 @@ def _run_export(kind: str, endpoint: str, fmt: str, out: Path, since: str | None
     from modelgate.store.db import Database
     from modelgate.store.tables import Endpoint
 
-    db = _db(data_dir)[1]
+    settings, db = _db(data_dir)
     assert isinstance(db, Database)
     try:
         rng = export.time_range(since, until, names=("--since", "--until"))
@@ -396,6 +434,8 @@ def _run_export(kind: str, endpoint: str, fmt: str, out: Path, since: str | None
             raise click.ClickException(f"no endpoint named '{endpoint}' (see GET /api/2.0/serving-endpoints)")
         if row is None:
             click.echo(f"note: no endpoint named '{endpoint}' now; exporting any usage rows it left", err=True)
+        if kind == "inference-table" and row is not None:
+            export.check_inference_table(db.engine, endpoint, row.ai_gateway)
         source = (
             export.inference_table_source(endpoint, row.ai_gateway if row else None)
             if kind == "inference-table"
@@ -405,7 +445,9 @@ def _run_export(kind: str, endpoint: str, fmt: str, out: Path, since: str | None
         result = export.export_to_path(db.engine, source, export.parse_format(fmt), out, rng, if_exists=mode)
     except ModelgateError as exc:
         raise click.ClickException(exc.message) from None
-    click.echo(f"wrote {result.rows} rows of {result.table_name} to {result.path} ({fmt})")
+    click.echo(
+        f"wrote {result.rows} rows of {result.table_name} from {_database_label(settings)} to {result.path} ({fmt})"
+    )
 
 
 @export_group.command("inference-table")

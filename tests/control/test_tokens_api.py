@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import secrets
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 
@@ -135,6 +137,8 @@ def test_cli_create_list_revoke(any_server: LiveServer) -> None:
     assert out.returncode == 0, out.stderr
     value = out.stdout.strip()
     assert re.fullmatch(r"dapi[0-9a-f]{32}", value)
+    database = any_server.env.get("MODELGATE_DATABASE_URL") or str((any_server.data_dir / "modelgate.db").resolve())
+    assert out.stderr.strip() == f"token for carol@example.com written to {database}"
     resp = httpx.get(any_server.url + ME, headers={"Authorization": f"Bearer {value}"})
     assert resp.json()["userName"] == "carol@example.com"  # now cached by the server
 
@@ -167,3 +171,27 @@ def test_tokens_are_stored_only_as_hashes(server: LiveServer) -> None:
     assert value.encode() not in stored
     assert value[4:].encode() not in stored
     assert server.admin_token.encode() not in stored
+
+
+def test_cli_refuses_a_database_that_does_not_exist(tmp_path: Path) -> None:
+    """Run outside the data dir, the CLI would make a new, empty ./.modelgate that no server reads."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELGATE_")}
+    for args in (
+        ["tokens", "create", "--user", "alice@example.com"],
+        ["tokens", "list"],
+        ["export", "usage", "my-chat", "--out", "usage.parquet"],
+    ):
+        cmd = [sys.executable, "-m", "modelgate", *args]
+        out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+        assert out.returncode != 0, args
+        assert f"no modelgate database at {tmp_path.resolve() / '.modelgate' / 'modelgate.db'}" in out.stderr
+        assert not out.stdout
+    assert list(tmp_path.iterdir()) == []  # nothing was created
+
+    made = subprocess.run(
+        [sys.executable, "-m", "modelgate", "tokens", "create", "--create-database", "--data-dir", "new"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    assert re.fullmatch(r"dapi[0-9a-f]{32}", made.stdout.strip())
+    assert made.stderr.strip() == f"token for admin written to {(tmp_path / 'new' / 'modelgate.db').resolve()}"

@@ -166,7 +166,8 @@ def test_cli_exports_delta_and_parquet(live: LiveServer, upstream: FakeUpstreamT
     delta_dir = tmp_path / "payload_delta"
     out = _cli(live, "inference-table", name, "--format", "delta", "--out", str(delta_dir), "--since", "1h")
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == f"wrote 3 rows of main.exp.{name}_payload to {delta_dir} (delta)"
+    database = live.env.get("MODELGATE_DATABASE_URL") or str((live.data_dir / "modelgate.db").resolve())
+    assert out.stdout.strip() == f"wrote 3 rows of main.exp.{name}_payload from {database} to {delta_dir} (delta)"
     table = DeltaTable(str(delta_dir))
     fields = json.loads(table.schema().to_json())["fields"]
     assert {f["name"]: f["type"] for f in fields} == PAYLOAD_DELTA_TYPES
@@ -261,7 +262,12 @@ def test_bad_export_requests_get_databricks_errors(server: LiveServer, upstream:
         msg = _error(c.get(f"{base}/usage/export", params=params), 400, "INVALID_PARAMETER_VALUE")
         assert "before" in msg
 
-        # Nothing logged yet (inference tables were never on): an empty file with the schema, not an error.
+        # Inference tables were never on: no table to export (an empty file would pass for a real export).
+        msg = _error(c.get(f"{base}/inference-table/export"), 400, "INVALID_PARAMETER_VALUE")
+        assert msg.startswith(f"Endpoint '{name}' writes no inference table")
+        # On but nothing logged yet: an empty file with the schema, not an error.
+        on = {"inference_table_config": {"catalog_name": "main", "schema_name": "exp", "enabled": True}}
+        assert c.put(f"{base}/ai-gateway", json=on).status_code == 200
         resp = c.get(f"{base}/inference-table/export")
         assert resp.status_code == 200, resp.text
         assert pq.read_table(io.BytesIO(resp.content)).schema.names == list(PAYLOAD_TYPES)
@@ -295,3 +301,21 @@ def test_time_forms() -> None:
     for bad in ("", "soon", "7w", "-5", "99999999999999999999", "2026-13-01"):
         with pytest.raises(InvalidParameterValue, match="'t' must be epoch milliseconds"):
             parse_time("t", bad, now=now)
+
+
+def test_export_of_a_table_the_endpoint_does_not_write_fails(server: LiveServer, upstream: FakeUpstreamThread) -> None:
+    """A PUT .../ai-gateway without inference_table_config turns the table off; exporting then would read the
+    default-named table, empty, while the rows sit in main.exp.<name>_payload: it fails instead, saying why."""
+    name = "exp-replaced"
+    with server.client() as c:
+        create_logged_endpoint(c, name, upstream, "exp")
+        resp = c.put(f"/api/2.0/serving-endpoints/{name}/ai-gateway", json={"usage_tracking_config": {"enabled": True}})
+        assert resp.status_code == 200, resp.text
+        rest = c.get(f"/api/2.0/serving-endpoints/{name}/inference-table/export")
+    assert rest.status_code == 400
+    assert rest.json()["message"].startswith(f"Endpoint '{name}' writes no inference table")
+    out = _cli(server, "inference-table", name, "--out", str(server.data_dir / "none.parquet"))
+    assert out.returncode != 0 and not out.stdout
+    assert f"Endpoint '{name}' writes no inference table" in out.stderr
+    assert f"no table 'main.default.{name}_payload' exists" in out.stderr
+    assert "PUT .../ai-gateway replaces the whole config" in out.stderr

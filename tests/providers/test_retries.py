@@ -6,6 +6,8 @@ budget is 0 (tests/conftest.py), so every endpoint here sets its own.
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -109,19 +111,60 @@ def test_stream_is_retried_before_its_first_chunk(
     assert [r.json["stream"] for r in fake.requests] == [True, True]
 
 
+@pytest.fixture
+def hangs_up() -> Iterator[tuple[str, list[int]]]:
+    """A base URL whose server accepts each connection and closes it at once (a transport error that is not a
+    refusal), and the list that counts its connections."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[int] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            accepted.append(1)
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}/v1", accepted
+    listener.close()
+    thread.join(timeout=5)
+
+
 def test_connection_errors_are_retried_until_the_budget(
-    server: LiveServer, oai: openai.OpenAI, ep_name: Callable[..., str]
+    server: LiveServer, oai: openai.OpenAI, ep_name: Callable[..., str], hangs_up: tuple[str, list[int]]
 ) -> None:
-    """Nothing listens: backoff retries fill (but never pass) the budget, then the 503."""
-    closed = f"http://127.0.0.1:{free_port()}/v1"
-    name = make_endpoint(server, ep_name(), openai_entity(closed, retry_budget_s=1))
+    """The upstream hangs up on every request: backoff retries fill (but never pass) the budget, then the 503."""
+    url, accepted = hangs_up
+    name = make_endpoint(server, ep_name(), openai_entity(url, retry_budget_s=1))
     started = time.monotonic()
     with pytest.raises(openai.InternalServerError) as info:
         oai.chat.completions.create(model=name, messages=[{"role": "user", "content": "anyone"}])
     elapsed = time.monotonic() - started
     assert info.value.status_code == 503
     assert "could not be reached" in str(info.value.body)
+    assert len(accepted) >= 2  # retried
     assert elapsed < 2.0
+
+
+def test_refused_connection_is_not_retried(server: LiveServer, ep_name: Callable[..., str]) -> None:
+    """Nothing listens: the 503 comes at once, budget or not, naming the upstream; even the OpenAI client's
+    own retries (twice, after Retry-After: 1) end within a few seconds."""
+    port = free_port()
+    name = make_endpoint(server, ep_name(), openai_entity(f"http://127.0.0.1:{port}/v1", retry_budget_s=30))
+    client = openai.OpenAI(base_url=server.url + "/serving-endpoints", api_key=server.admin_token)  # default retries
+    started = time.monotonic()
+    with pytest.raises(openai.InternalServerError) as info:
+        client.chat.completions.create(model=name, messages=[{"role": "user", "content": "anyone"}])
+    elapsed = time.monotonic() - started
+    assert info.value.status_code == 503
+    assert isinstance(info.value.body, dict) and info.value.body["error_code"] == "TEMPORARILY_UNAVAILABLE"
+    message = info.value.body["message"]
+    assert f"upstream at http://127.0.0.1:{port} could not be reached: it refused the connection" in message
+    assert elapsed < 5.0
 
 
 def test_other_providers_retry_too(

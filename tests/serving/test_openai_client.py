@@ -7,6 +7,7 @@ text>", token counts are word counts, so every value below is exact.
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Iterator
 from typing import Any
 
@@ -424,3 +425,33 @@ def test_unknown_endpoint_is_a_404(oai: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError) as info:
         oai.chat.completions.create(model="oaiclient-no-such", messages=[{"role": "user", "content": "hi"}])
     assert isinstance(info.value.body, dict) and info.value.body["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+
+
+# -- models (discovery) --------------------------------------------------------------------------------
+def test_models_list_and_retrieve(oai: openai.OpenAI) -> None:
+    ids = {m.id: m for m in oai.models.list()}
+    assert {CHAT_EP, COMPLETIONS_EP, EMBEDDINGS_EP} <= ids.keys()
+    chat = ids[CHAT_EP]
+    assert chat.object == "model" and chat.owned_by == "admin" and chat.created > 1_600_000_000
+    got = oai.models.retrieve(EMBEDDINGS_EP)
+    assert (got.id, got.object) == (EMBEDDINGS_EP, "model")
+    with pytest.raises(openai.NotFoundError):
+        oai.models.retrieve("oaiclient-no-such")
+
+
+def test_models_list_shows_only_what_the_caller_may_query(server: LiveServer) -> None:
+    querier, viewer = f"q-{secrets.token_hex(4)}@example.com", f"v-{secrets.token_hex(4)}@example.com"
+    with server.client() as admin:
+        ep = admin.get(f"/api/2.0/serving-endpoints/{CHAT_EP}").json()
+        acl = [
+            {"user_name": querier, "permission_level": "CAN_QUERY"},
+            {"user_name": viewer, "permission_level": "CAN_VIEW"},
+        ]
+        resp = admin.patch(f"/api/2.0/permissions/serving-endpoints/{ep['id']}", json={"access_control_list": acl})
+        assert resp.status_code == 200, resp.text
+    for user, expected in ((querier, {CHAT_EP}), (viewer, set())):
+        client = openai.OpenAI(base_url=server.url + "/serving-endpoints", api_key=server.create_token(user))
+        ours = {m.id for m in client.models.list()} & {CHAT_EP, COMPLETIONS_EP, EMBEDDINGS_EP}
+        assert ours == expected, user
+    with pytest.raises(openai.PermissionDeniedError):
+        client.models.retrieve(CHAT_EP)  # the viewer may see it exists, not query it

@@ -152,6 +152,20 @@ def test_unknown_endpoint_fails_before_any_row(aiq: AiQueryConnection, upstream:
     assert upstream.requests == []
 
 
+def test_host_without_a_scheme_on_a_plain_http_server_says_to_add_http(aiq_server: LiveServer) -> None:
+    """Without a scheme https:// is assumed (as Databricks' clients do); against plain HTTP the TLS handshake
+    fails with WRONG_VERSION_NUMBER, which alone does not say what to change."""
+    bare = aiq_server.url.removeprefix("http://")
+    con = connect(bare, aiq_server.admin_token, max_retries=0)
+    try:
+        with pytest.raises(AiQueryError) as info:
+            con.fetchall(f"SELECT ai_query('{CHAT}', 'x')")
+    finally:
+        con.close()
+    assert str(info.value).startswith(f"ai_query: cannot reach https://{bare}: ")
+    assert str(info.value).endswith(f"needs http:// in front: http://{bare}")
+
+
 @pytest.mark.parametrize(
     ("call", "message"),
     [

@@ -80,6 +80,24 @@ def inference_table_source(endpoint: str, ai_gateway: dict[str, Any] | None) -> 
     return ExportSource(payload_table_name(config, endpoint), _PAYLOAD_COLUMNS, None, ("id",))
 
 
+def check_inference_table(engine: Engine, endpoint: str, ai_gateway: dict[str, Any] | None) -> None:
+    """Refuse to export a table the endpoint does not write: without an enabled inference table, the name is
+    only the default one, and an empty export of it (the rows sitting in another table) would pass for a real
+    one. A disabled table that was written before still exports."""
+    config = (ai_gateway or {}).get("inference_table_config") or {}
+    if config.get("enabled"):
+        return
+    name = payload_table_name(config, endpoint)
+    if inspect(engine).has_table(name):
+        return
+    raise InvalidParameterValue(
+        f"Endpoint '{endpoint}' writes no inference table: its AI Gateway config has no enabled "
+        f"inference_table_config, and no table '{name}' exists. Note that PUT .../ai-gateway replaces the whole "
+        "config: a PUT without inference_table_config turns the table off. Enable it with the catalog, schema and "
+        "prefix it had to export the rows it wrote."
+    )
+
+
 def usage_source(endpoint: str) -> ExportSource:
     # (endpoint_name, request_time) is indexed, so this order needs no sort.
     return ExportSource(USAGE_TABLE, _USAGE_COLUMNS, endpoint, ("request_time", "id"))

@@ -14,9 +14,12 @@ Json = dict[str, Any]
 
 
 def _bucket_expr(dialect: str, column: Any, seconds: int) -> Any:
-    """Start of the time bucket a row falls in, in epoch seconds (SQLite has no floor() by default)."""
+    """Start of the time bucket a row falls in, in epoch seconds (SQLite has no floor() by default).
+
+    On SQLite this is integer division, spelled `//`: under SQLAlchemy 2 `/` is true division, rendered
+    `/ (300 + 0.0)`, which floors nothing."""
     if dialect == "sqlite":
-        return cast(func.strftime("%s", column), Integer) / seconds * seconds
+        return cast(func.strftime("%s", column), Integer) // seconds * seconds
     return func.floor(func.extract("epoch", column) / seconds) * seconds
 
 

@@ -14,7 +14,7 @@ import datetime as dt
 from collections.abc import AsyncIterator
 
 from pyreqwest.client import Client, ClientBuilder
-from pyreqwest.exceptions import RequestError
+from pyreqwest.exceptions import ConnectError, RequestError
 from pyreqwest.request import StreamRequest
 from pyreqwest.response import Response
 
@@ -24,6 +24,15 @@ HttpClient = Client
 
 # Connection refused or reset, DNS, TLS, a body cut short, a timeout (those also subclass TimeoutError).
 TRANSPORT_ERRORS: tuple[type[Exception], ...] = (RequestError,)
+
+
+def is_connection_refused(exc: Exception) -> bool:
+    """Whether `exc` is a refused connection: nothing listens at the address, as opposed to a reset, a timeout
+    or a DNS failure. pyreqwest says so only in the error's chain of causes."""
+    if not isinstance(exc, ConnectError):
+        return False
+    causes = (getattr(exc, "details", None) or {}).get("causes") or []
+    return any("connection refused" in str(c.get("message", "")).lower() for c in causes if isinstance(c, dict))
 
 
 def new_http_client(*, max_connections: int, read_timeout_s: float, connect_timeout_s: float = 30.0) -> HttpClient:

@@ -18,6 +18,7 @@ import time
 from collections.abc import AsyncIterator
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 
@@ -27,7 +28,7 @@ from modelgate.errors import (
     TemporarilyUnavailable,
     error_code_for_status,
 )
-from modelgate.providers.http import TRANSPORT_ERRORS, HttpClient, UpstreamResponse, post
+from modelgate.providers.http import TRANSPORT_ERRORS, HttpClient, UpstreamResponse, is_connection_refused, post
 from modelgate.redaction import SecretMask
 
 Json = dict[str, Any]
@@ -114,6 +115,15 @@ def _parse_retry_after(value: str | None) -> int | None:
 # hands over at once instead of spending the whole retry budget first.
 NO_CAP = float("inf")
 RETRY_BUDGET_CAP: contextvars.ContextVar[float] = contextvars.ContextVar("retry_budget_cap", default=NO_CAP)
+
+
+def _origin(url: str) -> str:
+    """scheme://host:port of `url`: enough to name the upstream, never its path, query or credentials."""
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
 
 
 class UpstreamClient:
@@ -219,8 +229,10 @@ class UpstreamClient:
         try:
             resp = await post(self.http, url, data, headers, stream=stream)
         except TRANSPORT_ERRORS as exc:
-            failure = self.transport_failure(exc)
-            if isinstance(failure, DeadlineExceeded):
+            failure = self.transport_failure(exc, url)
+            # A refused connection means nothing listens there: retrying for the whole budget only keeps the
+            # caller waiting (and its client's own retries on top), so it gets the 503 at once.
+            if isinstance(failure, DeadlineExceeded) or is_connection_refused(exc):
                 raise failure from None
             raise _Transient(failure, None) from None
         if resp.status < 400:
@@ -236,10 +248,17 @@ class UpstreamClient:
             raise _Transient(error, retry_after_seconds(retry_after))
         raise error
 
-    def transport_failure(self, exc: Exception) -> TemporarilyUnavailable | DeadlineExceeded:
+    def transport_failure(self, exc: Exception, url: str | None = None) -> TemporarilyUnavailable | DeadlineExceeded:
         """What the caller gets for a transport failure: a timeout, or an upstream that could not be reached."""
         if isinstance(exc, TimeoutError):
             return DeadlineExceeded(f"The {self.provider} upstream did not answer in time.")
+        if url is not None and is_connection_refused(exc):
+            return TemporarilyUnavailable(
+                f"The {self.provider} upstream at {_origin(url)} could not be reached: it refused the connection "
+                "(nothing listens there). "
+                "Check the endpoint's base URL and that the provider is up.",
+                retry_after=1,
+            )
         return TemporarilyUnavailable(
             f"The {self.provider} upstream could not be reached ({type(exc).__name__}). "
             "Check the endpoint's base URL and that the provider is up.",

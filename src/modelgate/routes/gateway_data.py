@@ -24,6 +24,7 @@ from modelgate.auth.permissions import Level
 from modelgate.errors import InvalidParameterValue
 from modelgate.gateway.export import (
     ExportSource,
+    check_inference_table,
     export_to_spool,
     inference_table_source,
     parse_format,
@@ -77,7 +78,9 @@ def _chunks(spool: IO[bytes], size: int = 1 << 20) -> Iterator[bytes]:
         spool.close()
 
 
-async def _export(request: Request, source_for: Callable[[str, Endpoint], ExportSource]) -> Response:
+async def _export(
+    request: Request, source_for: Callable[[str, Endpoint], ExportSource], *, is_payload: bool = False
+) -> Response:
     who = await principal(request)
     name = request.path_params["name"]
     svc = services(request)
@@ -88,6 +91,8 @@ async def _export(request: Request, source_for: Callable[[str, Endpoint], Export
             "Write one with: modelgate export inference-table|usage ENDPOINT --format delta --out DIR"
         )
     rng = time_range(request.query_params.get("start_time"), request.query_params.get("end_time"))
+    if is_payload:
+        await asyncio.to_thread(check_inference_table, svc.db.engine, name, row.ai_gateway)
     source = source_for(name, row)
     await asyncio.to_thread(svc.writer.flush, 2.0)  # rows this process has accepted so far are included
     spool, rows = await asyncio.to_thread(export_to_spool, svc.db.engine, source, rng)
@@ -102,7 +107,7 @@ async def _export(request: Request, source_for: Callable[[str, Endpoint], Export
 
 
 async def inference_table_export(request: Request) -> Response:
-    return await _export(request, lambda name, row: inference_table_source(name, row.ai_gateway))
+    return await _export(request, lambda name, row: inference_table_source(name, row.ai_gateway), is_payload=True)
 
 
 async def usage_export(request: Request) -> Response:

@@ -236,6 +236,22 @@ class EndpointService:
 
         return await self.db.run(work)
 
+    async def list_queryable(self, principal: Principal) -> list[Endpoint]:
+        """The endpoints `principal` may query (CAN_QUERY or more), by name: what the OpenAI models list shows."""
+
+        def work(s: Session) -> list[Endpoint]:
+            rows = list(s.scalars(select(Endpoint).order_by(Endpoint.name)))
+            perms: dict[str, list[EndpointPermission]] = {}
+            for p in s.scalars(select(EndpointPermission)):
+                perms.setdefault(p.endpoint_id, []).append(p)
+            return [
+                row
+                for row in rows
+                if effective_level(principal, acl_from_rows(perms.get(row.id, [])), row.creator) >= Level.CAN_QUERY
+            ]
+
+        return await self.db.run(work)
+
     async def delete(self, principal: Principal, name: str) -> None:
         def work(s: Session) -> None:
             row, perms = self._load(s, name)

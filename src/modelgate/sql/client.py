@@ -37,11 +37,13 @@ class ClientConfig:
     max_retries: int = 8  # per row, for 429/503 and connection errors
     retry_timeout_s: float = 300.0  # stop retrying a row after this long (the Databricks SDK's default)
     request_timeout_s: float = 600.0
+    scheme_assumed: bool = field(default=False, init=False)  # the host came without one: https:// was added
 
     def __post_init__(self) -> None:
         self.host = self.host.rstrip("/")
         if not self.host.startswith(("http://", "https://")):
-            self.host = "https://" + self.host
+            self.host = "https://" + self.host  # as Databricks' clients do
+            self.scheme_assumed = True
         if self.concurrency < 1:
             raise AiQueryError("ai_query: concurrency must be at least 1")
 
@@ -133,7 +135,14 @@ class ServingClient:
                 raw = await resp.read()
                 status = resp.status
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise AiQueryError(f"ai_query: cannot reach {self.config.host}: {exc}") from None
+            hint = ""
+            if self.config.scheme_assumed and isinstance(exc, aiohttp.ClientSSLError):
+                plain = "http://" + self.config.host.removeprefix("https://")
+                hint = (
+                    f". The host was given without a scheme, so https:// was assumed; a plain-HTTP server "
+                    f"(modelgate serves plain HTTP by default) needs http:// in front: {plain}"
+                )
+            raise AiQueryError(f"ai_query: cannot reach {self.config.host}: {exc}{hint}") from None
         body = _json_or_none(raw)
         if status == 404:
             raise AiQueryError(f"ai_query: endpoint '{name}' does not exist ({_describe(status, body, raw)})")
