@@ -123,6 +123,8 @@ def test_register_list_get_and_remove_over_rest(live: LiveServer, hf_dir: Path, 
         assert listed["from-config"]["source"] == "config"
         assert listed["all-minilm-l6-v2"]["source"] == "default"
         assert listed["all-minilm-l6-v2"]["task"] == "llm/v1/embeddings"
+        assert listed["smollm2-135m-instruct"]["source"] == "default"
+        assert listed["smollm2-135m-instruct"]["task"] == "llm/v1/chat"
         one = c.get(f"{MODELS}/system.ai.{name}")
         assert one.status_code == 200 and one.json()["path"] == str(hf_dir)
 

