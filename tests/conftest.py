@@ -40,6 +40,20 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 
 
 @pytest.fixture(scope="session")
+def builtin_models_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Server environment that exposes the built-in models, with a model cache that already holds the chat
+    model's bf16 copy: the GGUF file is converted once per session (about 25 s on two cores), here, and every
+    server that asks for this environment loads the copy in seconds. A MODELGATE_MODEL_CACHE_DIR in the
+    environment is used as it is, so CI can keep the cache between runs."""
+    from modelgate.engines.catalog import DEFAULT_CHAT_PATH, resolve_path
+    from modelgate.engines.gguf_checkpoint import hf_folder_for
+
+    cache = Path(os.environ.get("MODELGATE_MODEL_CACHE_DIR") or tmp_path_factory.mktemp("model-cache"))
+    hf_folder_for(Path(resolve_path(DEFAULT_CHAT_PATH)), cache)
+    return {"MODELGATE_EXPOSE_DEFAULT_MODELS": "1", "MODELGATE_MODEL_CACHE_DIR": str(cache), "HF_HUB_OFFLINE": "1"}
+
+
+@pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
     with fresh_postgres_database() as url:
         yield url

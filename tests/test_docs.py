@@ -55,14 +55,16 @@ def _env(server: LiveServer, upstream: FakeUpstreamThread) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("doc", DOCS_WITH_EXAMPLES, ids=lambda d: d.name)
-def test_examples_run(doc: Path, tmp_path_factory: pytest.TempPathFactory, upstream: FakeUpstreamThread) -> None:
+def test_examples_run(
+    doc: Path, tmp_path_factory: pytest.TempPathFactory, upstream: FakeUpstreamThread, request: pytest.FixtureRequest
+) -> None:
     blocks = runnable_blocks(doc)
     assert blocks, f"{doc.name} has no runnable examples"
     if doc.name == "ai_gateway.md":  # it configures the README's endpoint, so create that first
         readme = runnable_blocks(ROOT / "README.md")
         blocks = [next(b for b in readme if "api/2.0/serving-endpoints" in b[1]), *blocks]
-    # The README queries the built-in embedding model, which test servers leave out unless asked.
-    server_env = {"MODELGATE_EXPOSE_DEFAULT_MODELS": "1"} if doc.name == "README.md" else None
+    # The README queries the built-in chat and embedding models, which test servers leave out unless asked.
+    server_env = request.getfixturevalue("builtin_models_env") if doc.name == "README.md" else None
     with LiveServer(tmp_path_factory.mktemp("mg-doc-" + doc.stem), env=server_env) as server:
         env = _env(server, upstream)
         for i, (lang, code) in enumerate(blocks):

@@ -303,7 +303,7 @@ async def _start(settings: Settings, mask: SecretMask | None = None) -> Services
     try:
         deps = ProviderDeps(http=http, secrets=resolver, retry_budget_s=settings.upstream_retry_budget_s)
         models = load_models(settings.config_file) if settings.config_file else []
-        catalog = LocalCatalog.with_defaults(models, deps=deps)
+        catalog = LocalCatalog.with_defaults(models, deps=deps, cache_dir=settings.resolved_model_cache_dir)
         hosts = UpstreamHostPolicy.parse(settings.upstream_hosts)
         factory = EntityFactory(ProviderRegistry(), deps, cipher, catalog=catalog, upstream_hosts=hosts)
         registry = EndpointRegistry(db, factory, poll_interval_s=settings.registry_poll_s)

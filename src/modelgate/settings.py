@@ -24,6 +24,9 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     data_dir: Path = field(default_factory=_default_data_dir)
+    # MODELGATE_MODEL_CACHE_DIR: what local engines derive from models (a GGUF file's bf16 copy); default
+    # `models` in the data dir. Servers with different data dirs may share one.
+    model_cache_dir: Path | None = None
     config_file: Path | None = None
     # MODELGATE_DATABASE_URL; default: SQLite in the data dir.
     database_url: str | None = None
@@ -82,6 +85,7 @@ class Settings:
             "allowed_env_references": env.get("MODELGATE_ALLOWED_ENV_REFERENCES") or None,
             "upstream_hosts": env.get("MODELGATE_UPSTREAM_HOSTS") or None,
             "metrics_public": env.get("MODELGATE_METRICS_PUBLIC", "").lower() in ("1", "true", "yes"),
+            "model_cache_dir": Path(env["MODELGATE_MODEL_CACHE_DIR"]) if env.get("MODELGATE_MODEL_CACHE_DIR") else None,
         }
         if env.get("MODELGATE_UPSTREAM_RETRY_BUDGET_S"):
             values["upstream_retry_budget_s"] = float(env["MODELGATE_UPSTREAM_RETRY_BUDGET_S"])
@@ -101,6 +105,10 @@ class Settings:
         settings = cls(**values)  # type: ignore[arg-type]
         settings.data_dir = Path(settings.data_dir)
         return settings
+
+    @property
+    def resolved_model_cache_dir(self) -> Path:
+        return Path(self.model_cache_dir) if self.model_cache_dir else self.data_dir / "models"
 
     @property
     def resolved_database_url(self) -> str:

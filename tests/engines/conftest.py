@@ -159,3 +159,84 @@ def thinker_engine(tiny_thinker: Path) -> Any:
     from modelgate.engines.transformers_chat import TransformersEngine
 
     return TransformersEngine(str(tiny_thinker), dtype="float32")
+
+
+def write_tiny_gguf(hf_folder: Path, path: Path) -> Path:
+    """The tiny HF model of `hf_folder` as an F32 GGUF file, written with the `gguf` package (engines.md §2).
+
+    Its tokenizer (byte-level BPE: GGUF's "gpt2" model), special tokens and chat template go into the metadata;
+    there is no output tensor, so a reader must tie the LM head to the embedding, as SmolLM2's file needs.
+    """
+    import json
+
+    import gguf
+    from safetensors.numpy import load_file
+
+    config = json.loads((hf_folder / "config.json").read_text())
+    tok = json.loads((hf_folder / "tokenizer.json").read_text())
+    tok_config = json.loads((hf_folder / "tokenizer_config.json").read_text())
+    template = (hf_folder / "chat_template.jinja").read_text()
+    vocab: dict[str, int] = tok["model"]["vocab"]
+    added = {t["content"]: t for t in tok["added_tokens"]}
+    tokens = [""] * config["vocab_size"]
+    for text, i in {**vocab, **{t: a["id"] for t, a in added.items()}}.items():
+        tokens[i] = text
+    types = [
+        (gguf.TokenType.CONTROL if added[t]["special"] else gguf.TokenType.USER_DEFINED) if t in added
+        else gguf.TokenType.NORMAL
+        for t in tokens
+    ]  # fmt: skip
+    merges = [m if isinstance(m, str) else " ".join(m) for m in tok["model"]["merges"]]
+    ids = {name: tokens.index(tok_config[name]) for name in ("bos_token", "eos_token", "pad_token")}
+    heads, kv_heads, hidden = config["num_attention_heads"], config["num_key_value_heads"], config["hidden_size"]
+
+    w = gguf.GGUFWriter(str(path), arch="llama")
+    w.add_name("tiny-llama")
+    w.add_context_length(config["max_position_embeddings"])
+    w.add_embedding_length(hidden)
+    w.add_block_count(config["num_hidden_layers"])
+    w.add_feed_forward_length(config["intermediate_size"])
+    w.add_head_count(heads)
+    w.add_head_count_kv(kv_heads)
+    w.add_layer_norm_rms_eps(config["rms_norm_eps"])
+    w.add_rope_dimension_count(hidden // heads)
+    w.add_rope_freq_base(config.get("rope_theta") or config.get("rope_parameters", {}).get("rope_theta", 10000.0))
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("default")
+    w.add_token_list(tokens)
+    w.add_token_types(types)
+    w.add_token_merges(merges)
+    w.add_bos_token_id(ids["bos_token"])
+    w.add_eos_token_id(ids["eos_token"])
+    w.add_pad_token_id(ids["pad_token"])
+    w.add_add_bos_token(False)
+    w.add_chat_template(template)
+
+    def permute(x: Any, n: int) -> Any:  # HF's rotate-half rope layout -> GGML's interleaved one
+        return x.reshape(n, 2, x.shape[0] // n // 2, *x.shape[1:]).swapaxes(1, 2).reshape(x.shape)
+
+    weights = load_file(str(hf_folder / "model.safetensors"))
+    names = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
+             "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
+             "mlp.down_proj": "ffn_down", "input_layernorm": "attn_norm",
+             "post_attention_layernorm": "ffn_norm"}  # fmt: skip
+    w.add_tensor("token_embd.weight", weights["model.embed_tokens.weight"])
+    w.add_tensor("output_norm.weight", weights["model.norm.weight"])
+    for i in range(config["num_hidden_layers"]):
+        for hf_name, gguf_name in names.items():
+            x = weights[f"model.layers.{i}.{hf_name}.weight"]
+            if gguf_name == "attn_q":
+                x = permute(x, heads)
+            elif gguf_name == "attn_k":
+                x = permute(x, kv_heads)
+            w.add_tensor(f"blk.{i}.{gguf_name}.weight", x)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_gguf(tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_gguf(tiny_llama, tmp_path_factory.mktemp("tiny-gguf") / "tiny-llama.gguf")

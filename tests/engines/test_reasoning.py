@@ -138,7 +138,7 @@ def test_reasoning_delimiters_can_be_set_or_turned_off(tiny_thinker: Path) -> No
     assert prompt.endswith("<reason>\n")
 
 
-def test_catalog_entry_sets_the_reasoning_delimiters(tiny_thinker: Path) -> None:
+def test_catalog_entry_sets_the_reasoning_delimiters(tiny_thinker: Path, tmp_path: Path) -> None:
     from modelgate.engines.catalog import ENGINES, parse_entries
 
     base = {"name": "t", "task": "llm/v1/chat", "engine": "transformers", "path": str(tiny_thinker)}
@@ -146,8 +146,8 @@ def test_catalog_entry_sets_the_reasoning_delimiters(tiny_thinker: Path) -> None
         [{**base, "reasoning": ["<reason>", "</reason>"]}, {**base, "reasoning": "none"}, base]
     )
     create = ENGINES["transformers"].create
-    assert create(custom, str(tiny_thinker)).reasoning_delimiters == ("<reason>", "</reason>")  # type: ignore[attr-defined]
-    assert create(off, str(tiny_thinker)).reasoning_delimiters is None  # type: ignore[attr-defined]
-    assert create(auto, str(tiny_thinker)).reasoning_delimiters == ("<think>", "</think>")  # type: ignore[attr-defined]
+    assert create(custom, str(tiny_thinker), tmp_path).reasoning_delimiters == ("<reason>", "</reason>")  # type: ignore[attr-defined]
+    assert create(off, str(tiny_thinker), tmp_path).reasoning_delimiters is None  # type: ignore[attr-defined]
+    assert create(auto, str(tiny_thinker), tmp_path).reasoning_delimiters == ("<think>", "</think>")  # type: ignore[attr-defined]
     with pytest.raises(InvalidParameterValue, match="reasoning"):
         parse_entries([{**base, "reasoning": ["<only-one>"]}])

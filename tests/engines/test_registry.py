@@ -123,6 +123,8 @@ def test_register_list_get_and_remove_over_rest(live: LiveServer, hf_dir: Path, 
         assert listed["from-config"]["source"] == "config"
         assert listed["all-minilm-l6-v2"]["source"] == "default"
         assert listed["all-minilm-l6-v2"]["task"] == "llm/v1/embeddings"
+        assert listed["smollm2-135m-instruct"]["source"] == "default"
+        assert listed["smollm2-135m-instruct"]["task"] == "llm/v1/chat"
         one = c.get(f"{MODELS}/system.ai.{name}")
         assert one.status_code == 200 and one.json()["path"] == str(hf_dir)
 
@@ -138,8 +140,10 @@ def test_bad_registrations_are_clear_400s(live: LiveServer, hf_dir: Path, gguf_f
     cases: list[tuple[dict[str, Any], str, str]] = [
         (chat_model("a", tmp_path / "nope"), "INVALID_PARAMETER_VALUE", "does not exist"),
         (chat_model("a", tmp_path / "empty"), "INVALID_PARAMETER_VALUE", "without config.json"),
-        (chat_model("a", gguf_file), "INVALID_PARAMETER_VALUE", "loads a Hugging Face model folder"),
+        (chat_model("a", gguf_file, task="llm/v1/embeddings", engine="sentence_transformers"),
+         "INVALID_PARAMETER_VALUE", "loads a Hugging Face model folder"),
         (fake_server_model("a", tmp_path / "notes.txt"), "INVALID_PARAMETER_VALUE", "nor a GGUF file"),
+        (chat_model("a", tmp_path / "notes.txt"), "INVALID_PARAMETER_VALUE", "nor a GGUF file"),
         (chat_model("a", hf_dir, engine="vllm"), "INVALID_PARAMETER_VALUE", "unknown engine 'vllm'"),
         (chat_model("a", hf_dir, task="llm/v1/embeddings"), "INVALID_PARAMETER_VALUE", "engine 'transformers' serves"),
         (chat_model("a b", hf_dir), "INVALID_PARAMETER_VALUE", "name"),

