@@ -69,7 +69,8 @@ def test_examples_run(
         env = _env(server, upstream)
         for i, (lang, code) in enumerate(blocks):
             cmd = ["bash", "-euo", "pipefail", "-c", code] if lang == "bash" else [sys.executable, "-c", code]
-            out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+            # 180 s: the README's first example waits for the built-in models to load.
+            out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
             where = f"{doc.name} example {i + 1} ({lang}):\n{code}\n--- stdout\n{out.stdout}\n--- stderr\n{out.stderr}"
             assert out.returncode == 0, where
             assert "error_code" not in out.stdout, where
