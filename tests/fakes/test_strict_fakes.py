@@ -1,5 +1,6 @@
 """The fakes refuse what the providers' own types refuse: an unknown key anywhere, a snake_case key where
-Gemini's REST API wants camelCase, a part of the wrong type."""
+Gemini's REST API or Bedrock's Converse wants camelCase (and a camelCase one where Anthropic, Cohere and
+AI21 want snake_case), a part of the wrong type."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import httpx
 import pytest
 from openai.types.chat import completion_create_params as chat_params
 
+from tests.fakes import anthropic_types
+from tests.fakes.anthropic_upstream import FakeAnthropicThread
 from tests.fakes.openai_upstream import run_in_thread
 from tests.fakes.strict_types import problems
 from tests.fakes.vertex_types import request_problems, response_problems
@@ -88,3 +91,45 @@ def test_openai_fake_answers_a_400_for_an_unknown_key() -> None:
         assert "body.thinking: unknown field" in resp.json()["error"]["message"]
         lenient = c.post("/embeddings", json={"model": "m", "input": "x", "extra": 1}, headers=headers)
         assert lenient.status_code == 400
+
+
+# -- Anthropic: the `anthropic` SDK's MessageCreateParams, Message and stream events ------------------------
+
+CLAUDE_OK: Any = {"model": "claude-sonnet-4-5", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}
+
+
+@pytest.mark.parametrize(
+    ("body", "where"),
+    [
+        ({**CLAUDE_OK, "n": 2}, "body.n: unknown field"),
+        ({**CLAUDE_OK, "maxTokens": 16}, "body.maxTokens: unknown field"),
+        ({**CLAUDE_OK, "tool_choice": {"type": "auto", "parallel_tool_calls": False}}, "tool_choice.parallel"),
+        (
+            {**CLAUDE_OK, "messages": [{"role": "user", "content": [{"type": "text", "text": "hi", "x": 1}]}]},
+            "messages[0].content[0].x",
+        ),
+        ({**CLAUDE_OK, "thinking": {"type": "enabled", "budgetTokens": 1024}}, "thinking.budgetTokens"),
+    ],
+)
+def test_anthropic_types_refuse_unknown_keys(body: Any, where: str) -> None:
+    assert anthropic_types.request_problems({**CLAUDE_OK, "temperature": 0.5, "stream": True}) == []
+    found = anthropic_types.request_problems(body)
+    assert found and where in found[0]
+
+
+def test_anthropic_answers_and_events_are_checked_too() -> None:
+    assert anthropic_types.response_problems({"type": "message", "role": "assistant", "content": []})
+    bad = {"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": ""}}
+    assert anthropic_types.event_problems(bad) == ["event.content_block.signature: required"]
+
+
+def test_anthropic_fake_answers_a_400_for_an_unknown_key() -> None:
+    headers = {"x-api-key": "k", "anthropic-version": "2023-06-01"}
+    with FakeAnthropicThread("k") as fake, httpx.Client(base_url=fake.url) as c:
+        assert c.post("/v1/messages", json=CLAUDE_OK, headers=headers).status_code == 200
+        resp = c.post("/v1/messages", json={**CLAUDE_OK, "top_logprobs": 2}, headers=headers)
+        assert resp.status_code == 400
+        assert resp.json()["error"] == {
+            "type": "invalid_request_error",
+            "message": "body.top_logprobs: Extra inputs are not permitted",
+        }
