@@ -7,11 +7,15 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import orjson
 import pytest
+from botocore.credentials import Credentials
 from openai.types.chat import completion_create_params as chat_params
 
-from tests.fakes import anthropic_types
+from modelgate.providers.bedrock_auth import sign
+from tests.fakes import anthropic_types, bedrock_types
 from tests.fakes.anthropic_upstream import FakeAnthropicThread
+from tests.fakes.bedrock_upstream import FakeBedrockThread
 from tests.fakes.openai_upstream import run_in_thread
 from tests.fakes.strict_types import problems
 from tests.fakes.vertex_types import request_problems, response_problems
@@ -133,3 +137,48 @@ def test_anthropic_fake_answers_a_400_for_an_unknown_key() -> None:
             "type": "invalid_request_error",
             "message": "body.top_logprobs: Extra inputs are not permitted",
         }
+
+
+# -- Bedrock: botocore's bedrock-runtime service model -------------------------------------------------------
+
+CONVERSE_OK: Any = {"messages": [{"role": "user", "content": [{"text": "hi"}]}], "inferenceConfig": {"maxTokens": 8}}
+
+
+@pytest.mark.parametrize(
+    ("body", "where"),
+    [
+        ({**CONVERSE_OK, "max_tokens": 8}, 'Unknown parameter in input: "max_tokens"'),
+        ({**CONVERSE_OK, "inferenceConfig": {"max_tokens": 8}}, 'inferenceConfig: "max_tokens"'),
+        ({"messages": [{"role": "user", "content": [{"text": "a", "image": {}}]}]}, "tagged union"),
+        ({"messages": [{"role": "user", "content": [{"text": " "}]}]}, "messages.0.content.0 is blank"),
+        ({**CONVERSE_OK, "system": [{"text": " "}]}, "system.0 is blank"),
+        (
+            {**CONVERSE_OK, "toolConfig": {"tools": [{"toolSpec": {"name": "f", "inputSchema": {}}}]}},
+            "inputSchema",
+        ),
+    ],
+)
+def test_bedrock_model_refuses_unknown_and_snake_case_members(body: Any, where: str) -> None:
+    assert bedrock_types.converse_problems(CONVERSE_OK, "m") == []
+    found = bedrock_types.converse_problems(body, "m")
+    assert found and where in " ".join(found)
+
+
+def test_bedrock_answers_and_events_are_checked_too() -> None:
+    assert bedrock_types.converse_answer_problems({"output": {"message": {"role": "assistant", "content": []}}})
+    assert bedrock_types.stream_event_problems("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"txt": "a"}})
+
+
+def test_bedrock_fake_answers_a_validation_exception_for_an_unknown_key() -> None:
+    with FakeBedrockThread("AKIDEXAMPLE", "secret", "us-east-1") as fake, httpx.Client(base_url=fake.url) as c:
+        creds = Credentials("AKIDEXAMPLE", "secret").get_frozen_credentials()
+
+        def post(body: Any) -> httpx.Response:
+            url, raw = f"{fake.url}/model/m/converse", orjson.dumps(body)
+            return c.post(url, content=raw, headers=sign(url, raw, "application/json", creds, "us-east-1"))
+
+        assert post(CONVERSE_OK).status_code == 200
+        resp = post({**CONVERSE_OK, "additional_model_request_fields": {}})
+        assert resp.status_code == 400
+        assert resp.headers["x-amzn-ErrorType"] == "ValidationException"
+        assert 'Unknown parameter in input: "additional_model_request_fields"' in resp.json()["message"]
