@@ -13,9 +13,10 @@ from botocore.credentials import Credentials
 from openai.types.chat import completion_create_params as chat_params
 
 from modelgate.providers.bedrock_auth import sign
-from tests.fakes import anthropic_types, bedrock_types
+from tests.fakes import anthropic_types, bedrock_types, cohere_types
 from tests.fakes.anthropic_upstream import FakeAnthropicThread
 from tests.fakes.bedrock_upstream import FakeBedrockThread
+from tests.fakes.cohere_upstream import FakeCohereThread
 from tests.fakes.openai_upstream import run_in_thread
 from tests.fakes.strict_types import problems
 from tests.fakes.vertex_types import request_problems, response_problems
@@ -182,3 +183,42 @@ def test_bedrock_fake_answers_a_validation_exception_for_an_unknown_key() -> Non
         assert resp.status_code == 400
         assert resp.headers["x-amzn-ErrorType"] == "ValidationException"
         assert 'Unknown parameter in input: "additional_model_request_fields"' in resp.json()["message"]
+
+
+# -- Cohere: the `cohere` SDK's v2 chat / embed types, keys checked by name ----------------------------------
+
+COHERE_OK: Any = {"model": "command-a-03-2025", "messages": [{"role": "user", "content": "hi"}]}
+
+
+@pytest.mark.parametrize(
+    ("body", "where"),
+    [
+        ({**COHERE_OK, "top_p": 0.5}, "body.top_p: unknown field"),
+        ({**COHERE_OK, "thinking": {"type": "enabled", "budget_tokens": 10}}, "thinking.budget_tokens"),
+        ({**COHERE_OK, "response_format": {"type": "json_object", "schema": {}}}, "response_format.schema"),
+        (
+            {**COHERE_OK, "messages": [{"role": "user", "content": [{"type": "text", "text": "a", "cache": 1}]}]},
+            "messages[0].content[0].cache",
+        ),
+    ],
+)
+def test_cohere_types_refuse_unknown_keys(body: Any, where: str) -> None:
+    assert cohere_types.chat_problems({**COHERE_OK, "stream": True, "p": 0.5}) == []
+    found = cohere_types.chat_problems(body)
+    assert found and where in found[0]
+
+
+def test_cohere_embed_types_and_answers() -> None:
+    embed = {"model": "embed-v4.0", "texts": ["a"], "input_type": "search_document", "embedding_types": ["float"]}
+    assert cohere_types.embed_problems(embed) == []
+    assert cohere_types.embed_problems({**embed, "dimensions": 4}) == ["body.dimensions: unknown field"]
+    assert cohere_types.chat_answer_problems({"id": "c", "message": {"role": "assistant"}})
+
+
+def test_cohere_fake_answers_a_400_for_an_unknown_key() -> None:
+    with FakeCohereThread("k") as fake, httpx.Client(base_url=fake.url) as c:
+        headers = {"Authorization": "Bearer k"}
+        assert c.post("/v2/chat", json=COHERE_OK, headers=headers).status_code == 200
+        resp = c.post("/v2/chat", json={**COHERE_OK, "stop": ["x"]}, headers=headers)
+        assert resp.status_code == 400
+        assert resp.json() == {"message": "invalid request: body.stop: unknown field"}
