@@ -13,7 +13,8 @@ from botocore.credentials import Credentials
 from openai.types.chat import completion_create_params as chat_params
 
 from modelgate.providers.bedrock_auth import sign
-from tests.fakes import anthropic_types, bedrock_types, cohere_types
+from tests.fakes import ai21_types, anthropic_types, bedrock_types, cohere_types
+from tests.fakes.ai21_upstream import FakeAI21Thread
 from tests.fakes.anthropic_upstream import FakeAnthropicThread
 from tests.fakes.bedrock_upstream import FakeBedrockThread
 from tests.fakes.cohere_upstream import FakeCohereThread
@@ -222,3 +223,33 @@ def test_cohere_fake_answers_a_400_for_an_unknown_key() -> None:
         resp = c.post("/v2/chat", json={**COHERE_OK, "stop": ["x"]}, headers=headers)
         assert resp.status_code == 400
         assert resp.json() == {"message": "invalid request: body.stop: unknown field"}
+
+
+# -- AI21: the `ai21` SDK's chat types -----------------------------------------------------------------------
+
+JAMBA_OK: Any = {"model": "jamba-large", "messages": [{"role": "user", "content": "hi"}]}
+
+
+@pytest.mark.parametrize(
+    ("body", "where"),
+    [
+        ({**JAMBA_OK, "seed": 1}, "body.seed: unknown field"),
+        ({**JAMBA_OK, "messages": [{"role": "user", "content": [{"type": "text", "text": "a"}]}]}, "expected str"),
+        ({**JAMBA_OK, "response_format": {"type": "json_schema"}}, "response_format.type"),
+        ({**JAMBA_OK, "tools": [{"type": "function", "function": {"name": "f", "strict": True}}]}, "strict"),
+    ],
+)
+def test_ai21_types_refuse_unknown_keys_and_content_parts(body: Any, where: str) -> None:
+    ok = {**JAMBA_OK, "stream": True, "stream_options": {"include_usage": True}, "tool_choice": "auto"}
+    assert ai21_types.request_problems(ok) == []
+    found = ai21_types.request_problems(body)
+    assert found and where in found[0]
+
+
+def test_ai21_fake_answers_a_422_for_an_unknown_key() -> None:
+    with FakeAI21Thread("k") as fake, httpx.Client(base_url=fake.url) as c:
+        headers = {"Authorization": "Bearer k"}
+        assert c.post("/chat/completions", json=JAMBA_OK, headers=headers).status_code == 200
+        resp = c.post("/chat/completions", json={**JAMBA_OK, "user": "u"}, headers=headers)
+        assert resp.status_code == 422
+        assert resp.json() == {"detail": [{"loc": ["body", "user"], "msg": "unknown field"}]}
