@@ -253,8 +253,8 @@ class FakeAnthropicUpstream(AppFake):
             raise InvalidRequest(f"{where}: Input should be an object")
         kind = block.get("type")
         if kind == "text":
-            if not isinstance(block.get("text"), str) or not block["text"]:
-                raise InvalidRequest(f"{where}: text content blocks must be non-empty")
+            if not isinstance(block.get("text"), str) or not block["text"].strip():
+                raise InvalidRequest(f"{where}: text content blocks must contain non-whitespace text")
             return len(block["text"].split())
         if kind == "image" and role == "user":
             source = block.get("source") or {}
