@@ -2,7 +2,9 @@
 
 Built from the published reference (docs.ai21.com/reference/jamba-1-6-api-ref): it requires
 ``Authorization: Bearer <key>`` (401 ``{"detail": "Forbidden: Bad or missing API token."}`` otherwise),
-``model`` and non-empty ``messages``, and rejects (422) any field outside the documented set. Answers are
+``model`` and non-empty ``messages``, and rejects (422) a body the ``ai21`` SDK's own types refuse
+(:mod:`tests.fakes.ai21_types`: an unknown key anywhere, content parts where Jamba takes a string, a
+``response_format`` other than text / json_object). Answers, checked against the SDK's response models, are
 OpenAI-shaped: ``"echo: <last user text>"`` with word-count usage, or, streaming, ``data:`` chunks (one per
 word, then a final chunk with finish_reason and usage) and ``data: [DONE]``. ``fail_next(status, count,
 retry_after)`` fails the next requests. Every request is recorded in ``.requests``.
@@ -15,25 +17,11 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from tests.fakes.ai21_types import answer_problems, chunk_problems, request_problems
 from tests.fakes.openai_payloads import word_pieces
 from tests.fakes.threaded import AppFake, ThreadedFake, retry_headers
 
 JSON = dict[str, Any]
-DOCUMENTED = {
-    "model",
-    "messages",
-    "tools",
-    "tool_choice",
-    "n",
-    "max_tokens",
-    "temperature",
-    "top_p",
-    "stop",
-    "stream",
-    "stream_options",
-    "response_format",
-    "documents",
-}
 
 
 def _text(content: Any) -> str:
@@ -61,9 +49,9 @@ class FakeAI21Upstream(AppFake):
         if failure is not None:
             body = {"detail": f"Injected {failure.status} error"}
             return web.json_response(body, status=failure.status, headers=retry_headers(failure.retry_after))
-        unknown = sorted(set(body) - DOCUMENTED)
-        if unknown:
-            detail = [{"loc": ["body", k], "msg": "extra fields not permitted"} for k in unknown]
+        found = request_problems(body)
+        if found:
+            detail = [{"loc": p.split(":")[0].split("."), "msg": p.split(": ", 1)[1]} for p in found]
             return web.json_response({"detail": detail}, status=422)
         if not body.get("model") or not body.get("messages"):
             return web.json_response({"detail": "model and messages are required"}, status=422)
@@ -74,14 +62,20 @@ class FakeAI21Upstream(AppFake):
         base = {"id": "chat-1", "model": body["model"]}
         if not body.get("stream"):
             choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
-            return web.json_response({**base, "choices": [choice], "usage": usage})
+            answer = {**base, "choices": [choice], "usage": usage}
+            found = answer_problems(answer)
+            assert not found, f"the fake's own answer is not AI21's: {found}"
+            return web.json_response(answer)
+        pieces = [{"role": "assistant", "content": ""}] + [{"content": p} for p in word_pieces(text)]
+        chunks = [{**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]} for delta in pieces]
+        last = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "usage": usage}
+        for chunk in [*chunks, last]:
+            found = chunk_problems(chunk)
+            assert not found, f"the fake's own chunk is not AI21's: {found}"
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
-        pieces = [{"role": "assistant", "content": ""}] + [{"content": p} for p in word_pieces(text)]
-        for delta in pieces:
-            chunk = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+        for chunk in chunks:
             await resp.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
-        last = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "usage": usage}
         await resp.write(b"data: " + orjson.dumps(last) + b"\n\ndata: [DONE]\n\n")
         await resp.write_eof()
         return resp

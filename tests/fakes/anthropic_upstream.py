@@ -6,6 +6,9 @@ what a client sends the way the real API does and answers deterministically:
 
 * headers: ``x-api-key`` must equal the configured key (401 authentication_error otherwise) and
   ``anthropic-version`` must be ``2023-06-01`` (400 otherwise);
+* strict requests: each body is checked against the ``anthropic`` SDK's own request types
+  (:mod:`tests.fakes.anthropic_types`): an unknown key anywhere is Anthropic's 400 ``invalid_request_error``;
+  answers and streamed events are checked against the SDK's ``Message`` and stream event models;
 * body shape: ``model``, ``max_tokens`` and non-empty ``messages`` required; roles only user/assistant
   (a ``system`` role → 400, system goes top-level); known block types only; a ``tool_result`` must answer a
   ``tool_use`` id of the previous assistant turn and come first in its user turn; images need a valid
@@ -40,6 +43,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from tests.fakes.anthropic_types import event_problems, request_problems, response_problems
 from tests.fakes.openai_payloads import sample_instance, word_pieces
 from tests.fakes.threaded import AppFake, ThreadedFake, retry_headers
 
@@ -121,6 +125,9 @@ class FakeAnthropicUpstream(AppFake):
             messages = {429: "Number of request tokens has exceeded your per-minute rate limit", 529: "Overloaded"}
             retry = 3 if status == 429 else None
             return error_response(status, messages.get(status, f"Injected {status} error"), retry)
+        found = request_problems(body)
+        if found:
+            return error_response(400, "; ".join(found).replace(": unknown field", ": Extra inputs are not permitted"))
         try:
             blocks, stop_reason, stop_sequence, input_tokens = self._answer(body)
         except InvalidRequest as exc:
@@ -138,6 +145,8 @@ class FakeAnthropicUpstream(AppFake):
         }
         if body.get("stream"):
             return await self._stream(request, message)
+        found = response_problems(message)
+        assert not found, f"the fake's own answer is not Anthropic's: {found}"
         return web.Response(body=orjson.dumps(message), content_type="application/json")
 
     # ----------------------------------------------------------------------------------- checking
@@ -244,8 +253,8 @@ class FakeAnthropicUpstream(AppFake):
             raise InvalidRequest(f"{where}: Input should be an object")
         kind = block.get("type")
         if kind == "text":
-            if not isinstance(block.get("text"), str) or not block["text"]:
-                raise InvalidRequest(f"{where}: text content blocks must be non-empty")
+            if not isinstance(block.get("text"), str) or not block["text"].strip():
+                raise InvalidRequest(f"{where}: text content blocks must contain non-whitespace text")
             return len(block["text"].split())
         if kind == "image" and role == "user":
             source = block.get("source") or {}
@@ -289,8 +298,6 @@ class FakeAnthropicUpstream(AppFake):
 
     # ---------------------------------------------------------------------------------- streaming
     async def _stream(self, request: web.Request, message: JSON) -> web.StreamResponse:
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
-        await resp.prepare(request)
         events: list[JSON] = []
         start = {**message, "content": [], "stop_reason": None, "stop_sequence": None}
         start["usage"] = {"input_tokens": message["usage"]["input_tokens"], "output_tokens": 1}
@@ -307,6 +314,11 @@ class FakeAnthropicUpstream(AppFake):
                 {"type": "message_delta", "delta": delta, "usage": {"output_tokens": message["usage"]["output_tokens"]}}
             )
             events.append({"type": "message_stop"})
+        for event in events:
+            found = event_problems(event)
+            assert not found, f"the fake's own event is not Anthropic's: {found}"
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await resp.prepare(request)
         payload = b"".join(f"event: {e['type']}\n".encode() + b"data: " + orjson.dumps(e) + b"\n\n" for e in events)
         await resp.write(payload)
         await resp.write_eof()
@@ -329,7 +341,7 @@ def _block_events(index: int, block: JSON) -> list[JSON]:
             delta = {"type": "input_json_delta", "partial_json": text[k : k + 7]}
             events.append({"type": "content_block_delta", "index": index, "delta": delta})
     elif kind == "thinking":
-        start = {"type": "thinking", "thinking": ""}
+        start = {"type": "thinking", "thinking": "", "signature": ""}
         events.append({"type": "content_block_start", "index": index, "content_block": start})
         for piece in word_pieces(block["thinking"]):
             delta = {"type": "thinking_delta", "thinking": piece}

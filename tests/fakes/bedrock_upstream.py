@@ -9,8 +9,11 @@ API_runtime_InvokeModel, the Titan and Cohere embedding bodies, and the AWS even
   signed headers, body bytes) and the key id's secret key; for temporary credentials (``add_credentials`` with
   a session token) the ``X-Amz-Security-Token`` header must carry that token and be signed; 403
   ``{"message": ...}`` otherwise;
-* Converse bodies: ``messages`` alternating user/assistant starting with user, content as blocks, every
-  ``toolResult`` naming an earlier ``toolUse``; OpenAI-only keys are rejected like Bedrock's validation does;
+* Converse bodies: first against botocore's own ``bedrock-runtime`` service model
+  (:mod:`tests.fakes.bedrock_types`: unknown or snake_case members, missing required ones, wrong types, a
+  content block with other than one member set, a blank text block are a 400 ``ValidationException``); then
+  ``messages`` alternating user/assistant starting with user, every ``toolResult`` naming an earlier
+  ``toolUse``; answers and stream events are checked against the service model's output shapes;
 * answers: ``"echo: <last user text>"``; with ``toolConfig`` on a fresh user turn, a ``toolUse`` of the
   chosen tool (the first, or the one ``toolChoice.tool`` names) with a sample input from its schema; after a
   tool result, ``"tool said: <text>"``; usage counts words;
@@ -45,11 +48,16 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.eventstream import crc32
 
+from tests.fakes.bedrock_types import (
+    converse_answer_problems,
+    converse_problems,
+    invoke_problems,
+    stream_event_problems,
+)
 from tests.fakes.openai_payloads import sample_instance, word_pieces
 from tests.fakes.threaded import AppFake, ThreadedFake
 
 JSON = dict[str, Any]
-OPENAI_ONLY = {"model", "max_tokens", "temperature", "top_p", "stop", "tools", "tool_choice", "stream"}
 AUTH = re.compile(r"^AWS4-HMAC-SHA256 Credential=([^/]+)/(\d{8})/([^/]+)/([^/]+)/aws4_request, "
                   r"SignedHeaders=([^,]+), Signature=([0-9a-f]{64})$")  # fmt: skip
 ERROR_TYPES = {400: "ValidationException", 403: "AccessDeniedException", 429: "ThrottlingException"}
@@ -162,6 +170,9 @@ class FakeBedrockUpstream(AppFake):
         body = await self._admit(request)
         if isinstance(body, web.Response):
             return body
+        found = converse_problems(body, request.match_info["model"], request.path.endswith("/converse-stream"))
+        if found:
+            return _error(400, "; ".join(found))
         problem = self._check(body)
         if problem:
             return _error(400, problem)
@@ -196,19 +207,17 @@ class FakeBedrockUpstream(AppFake):
             return await self._stream(request, text, tool_use, stop, usage, reasoning)
         content: list[JSON] = [{"reasoningContent": r} for r in reasoning]
         content.append({"toolUse": tool_use} if tool_use else {"text": text})
-        return web.json_response(
-            {
-                "output": {"message": {"role": "assistant", "content": content}},
-                "stopReason": stop,
-                "usage": usage,
-                "metrics": {"latencyMs": 12},
-            }
-        )
+        answer = {
+            "output": {"message": {"role": "assistant", "content": content}},
+            "stopReason": stop,
+            "usage": usage,
+            "metrics": {"latencyMs": 12},
+        }
+        found = converse_answer_problems(answer)
+        assert not found, f"the fake's own answer is not Bedrock's: {found}"
+        return web.json_response(answer)
 
     def _check(self, body: JSON) -> str | None:
-        extra = OPENAI_ONLY & set(body)
-        if extra:
-            return f"Malformed input request: extraneous key [{sorted(extra)[0]}] is not permitted"
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             return "A conversation must start with a user message."
@@ -254,6 +263,8 @@ class FakeBedrockUpstream(AppFake):
         await resp.prepare(request)
 
         async def send(kind: str, payload: JSON) -> None:
+            found = stream_event_problems(kind, payload)
+            assert not found, f"the fake's own event is not Bedrock's: {found}"
             await resp.write(event_frame(kind, payload))
 
         await send("messageStart", {"role": "assistant"})
@@ -295,6 +306,9 @@ class FakeBedrockUpstream(AppFake):
         if isinstance(body, web.Response):
             return body
         model = request.match_info["model"]
+        found = invoke_problems(model, request.headers.get("content-type"), request.headers.get("accept"), b"")
+        if found:
+            return _error(400, "; ".join(found))
         if model.startswith("amazon."):
             text = body.get("inputText")
             if not isinstance(text, str) or set(body) - {"inputText", "dimensions", "normalize"}:

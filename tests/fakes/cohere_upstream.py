@@ -5,8 +5,10 @@ Built from the published request/response/stream examples (docs.cohere.com/refer
 
 * ``Authorization: Bearer <key>`` (401 ``{"message": "invalid api token"}`` otherwise);
 * body: ``model`` and non-empty ``messages`` required; roles system/user/assistant/tool; a tool message's
-  ``tool_call_id`` must name a call of an earlier assistant message; OpenAI-only keys (top_p, top_k, stop, n,
-  max_completion_tokens, stream_options) are rejected like Cohere rejects unknown fields;
+  ``tool_call_id`` must name a call of an earlier assistant message; first, every key is checked by name
+  against the ``cohere`` SDK's own types (:mod:`tests.fakes.cohere_types`), so an unknown key anywhere (an
+  OpenAI-only ``top_p``, a stray ``schema``) is a 400 as Cohere answers it; answers and stream events are
+  checked against the SDK's response models;
 * answers: ``message.content [{"type": "text", "text": "echo: <last user text>"}]``; with tools (and
   tool_choice not NONE) on a fresh user turn, a tool call of the first tool with a sample input from its
   schema, finish_reason TOOL_CALL; after a tool message, ``"tool said: <content>"``; usage counts words;
@@ -34,13 +36,19 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from tests.fakes.cohere_types import (
+    chat_answer_problems,
+    chat_problems,
+    embed_answer_problems,
+    embed_problems,
+    stream_event_problems,
+)
 from tests.fakes.openai_payloads import sample_instance, word_pieces
 from tests.fakes.threaded import AppFake, ThreadedFake, retry_headers
 
 JSON = dict[str, Any]
 ROLES = {"system", "user", "assistant", "tool"}
 PART_TYPES = {"system": {"text"}, "user": {"text", "image_url"}, "assistant": {"text", "thinking"}, "tool": {"text"}}
-OPENAI_ONLY = {"top_p", "top_k", "stop", "n", "max_completion_tokens", "stream_options"}
 
 
 def _error(status: int, message: str, retry_after: int | None = None) -> web.Response:
@@ -121,12 +129,15 @@ class FakeCohereUpstream(AppFake):
         else:
             thinking = [{"type": "thinking", "thinking": thought}] if thought else []
             message["content"] = [*thinking, {"type": "text", "text": text}]
-        return web.json_response({"id": "c-1", "finish_reason": finish, "message": message, "usage": usage})
+        answer = {"id": "c-1", "finish_reason": finish, "message": message, "usage": usage}
+        found = chat_answer_problems(answer)
+        assert not found, f"the fake's own answer is not Cohere's: {found}"
+        return web.json_response(answer)
 
     def _check_chat(self, body: JSON) -> str | None:
-        extra = OPENAI_ONLY & set(body)
-        if extra:
-            return f"invalid request: unknown field: parameter {sorted(extra)[0]} is not a valid field"
+        found = chat_problems(body)
+        if found:
+            return "invalid request: " + "; ".join(found)
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             return "invalid request: messages must not be empty"
@@ -153,6 +164,8 @@ class FakeCohereUpstream(AppFake):
         await resp.prepare(request)
 
         async def send(event: JSON) -> None:
+            found = stream_event_problems(event)
+            assert not found, f"the fake's own event is not Cohere's: {found}"
             await resp.write(f"event: {event['type']}\ndata: ".encode() + orjson.dumps(event) + b"\n\n")
 
         start = {"role": "assistant", "content": [], "tool_plan": "", "tool_calls": [], "citations": []}
@@ -192,6 +205,9 @@ class FakeCohereUpstream(AppFake):
         body = await self._admit(request)
         if isinstance(body, web.Response):
             return body
+        found = embed_problems(body)
+        if found:
+            return _error(400, "invalid request: " + "; ".join(found))
         texts = body.get("texts")
         if not isinstance(texts, list) or not texts:
             return _error(400, "invalid request: texts must be a non-empty list")
@@ -199,15 +215,16 @@ class FakeCohereUpstream(AppFake):
             return _error(400, "invalid request: input_type and embedding_types are required for v3+ models")
         vectors = [[round(len(t) / 100, 4), 0.5, -0.25, float(i)] for i, t in enumerate(texts)]
         tokens = sum(len(t.split()) for t in texts)
-        return web.json_response(
-            {
-                "id": "e-1",
-                "embeddings": {"float": vectors},
-                "texts": texts,
-                "meta": {"api_version": {"version": "2"}, "billed_units": {"input_tokens": tokens}},
-                "response_type": "embeddings_by_type",
-            }
-        )
+        answer = {
+            "id": "e-1",
+            "embeddings": {"float": vectors},
+            "texts": texts,
+            "meta": {"api_version": {"version": "2"}, "billed_units": {"input_tokens": tokens}},
+            "response_type": "embeddings_by_type",
+        }
+        found = embed_answer_problems(answer)
+        assert not found, f"the fake's own answer is not Cohere's: {found}"
+        return web.json_response(answer)
 
 
 def _thinking_problem(thinking: Any) -> str | None:

@@ -32,6 +32,12 @@ def problems(tp: Any, value: Any, path: str = "body", limit: int = 3) -> list[st
     return _check(tp, value, path)[:limit]
 
 
+def readable_problems(tp: Any, value: Any, path: str = "answer") -> list[str]:
+    """What keeps an SDK whose models allow extra keys (cohere, ai21) from reading `value` as a `tp`: an
+    answer may carry keys the SDK does not model (it reads past them), but what it models must fit."""
+    return [p for p in _check(tp, value, path) if not p.endswith(": unknown field")][:3]
+
+
 @functools.cache
 def _fields(tp: Any) -> tuple[dict[str, Any], frozenset[str]]:
     """A TypedDict's or pydantic model's wire keys → their types, and the keys that are required."""
@@ -41,7 +47,8 @@ def _fields(tp: Any) -> tuple[dict[str, Any], frozenset[str]]:
     fields: dict[str, Any] = {}
     required: set[str] = set()
     for name, info in tp.model_fields.items():
-        key = info.alias or name
+        # pydantic's alias, or the wire name Fern-generated SDKs (cohere) keep in their own field metadata
+        key = info.alias or next((m.alias for m in info.metadata if isinstance(getattr(m, "alias", None), str)), name)
         fields[key] = info.annotation
         if info.is_required():
             required.add(key)
@@ -115,9 +122,14 @@ def _union(args: tuple[Any, ...], value: Any, path: str) -> list[str]:
             return []
         if _discriminated(member, value):
             return found  # the member the value says it is (its literal `type`/`role`)
-        if best is None or len(found) < len(best):
+        if best is None or _rank(found, path) < _rank(best, path):
             best = found
     return best or [f"{path}: matches none of the allowed types"]
+
+
+def _rank(found: list[str], path: str) -> tuple[bool, int]:
+    """Members the value got inside (a problem deeper than `path`) explain it better than a wrong shape."""
+    return all(p.startswith(f"{path}: ") for p in found), len(found)
 
 
 def _discriminated(member: Any, value: Any) -> bool:

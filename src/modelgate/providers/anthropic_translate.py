@@ -102,6 +102,8 @@ def messages_body(request: ChatRequest, model: str) -> tuple[Json, str | None]:
             choice = {"type": "tool", "name": format_tool} if forced else {"type": "auto"}
     if tools:
         body["tools"] = tools
+    if choice is None and tools and request.parallel_tool_calls is False:
+        choice = {"type": "auto"}  # Anthropic's default, said out loud to carry disable_parallel_tool_use
     if choice is not None:
         if request.parallel_tool_calls is False and choice["type"] != "none":
             choice["disable_parallel_tool_use"] = True
@@ -115,9 +117,9 @@ def _split_system(messages: list[ChatMessage]) -> tuple[str | list[Json] | None,
     if messages and messages[0].role in ("system", "developer"):
         first = messages[0]
         if isinstance(first.content, str):
-            return first.content, messages[1:]
-        blocks = [{"type": "text", "text": p.text} for p in first.content or [] if isinstance(p, TextPart) and p.text]
-        return blocks, messages[1:]
+            return (first.content if first.content.strip() else None), messages[1:]
+        texts = [p.text for p in first.content or [] if isinstance(p, TextPart) and p.text.strip()]
+        return ([{"type": "text", "text": t} for t in texts] or None), messages[1:]
     return None, messages
 
 
@@ -148,7 +150,7 @@ def _user_blocks(msg: ChatMessage, position: int) -> list[Json]:
         content: Any = msg.content if isinstance(msg.content, str) else _content_blocks(msg, position)
         return [{"type": "tool_result", "tool_use_id": msg.tool_call_id, "content": content}]
     if isinstance(msg.content, str):
-        return [{"type": "text", "text": msg.content}] if msg.content else []
+        return [{"type": "text", "text": msg.content}] if msg.content.strip() else []
     return _content_blocks(msg, position)
 
 
@@ -156,7 +158,7 @@ def _content_blocks(msg: ChatMessage, position: int) -> list[Json]:
     blocks: list[Json] = []
     for part in msg.content if isinstance(msg.content, list) else []:
         if isinstance(part, TextPart):
-            if part.text:
+            if part.text.strip():  # Anthropic refuses a text block without non-whitespace text
                 blocks.append({"type": "text", "text": part.text})
         elif isinstance(part, ImagePart):
             blocks.append({"type": "image", "source": _image_source(part.image_url.url)})
@@ -191,7 +193,7 @@ def _thinking_blocks(part: ReasoningPart) -> list[Json]:
 def _assistant_blocks(msg: ChatMessage, position: int) -> list[Json]:
     blocks: list[Json] = []
     if isinstance(msg.content, str):
-        if msg.content:
+        if msg.content.strip():
             blocks.append({"type": "text", "text": msg.content})
     else:
         blocks = _content_blocks(msg, position)

@@ -57,14 +57,20 @@ def converse_body(request: ChatRequest, bedrock_provider: str = "anthropic") -> 
     for i, msg in enumerate(data["messages"]):
         role = msg["role"]
         if role in ("system", "developer"):
-            system.append({"text": _text_of(msg.get("content"))})
+            text = _text_of(msg.get("content"))
+            if text.strip():  # Bedrock refuses a blank text block
+                system.append({"text": text})
             continue
         bedrock_role = "assistant" if role == "assistant" else "user"
         blocks = _blocks(msg, i)
+        if not blocks:
+            continue  # nothing Bedrock takes (blank text, dropped reasoning): the turn goes, neighbours merge
         if messages and messages[-1]["role"] == bedrock_role:
             messages[-1]["content"].extend(blocks)  # Converse requires alternating roles
         else:
             messages.append({"role": bedrock_role, "content": blocks})
+    if not messages:
+        raise BadRequest("Bad request: the messages have no text to send (Bedrock refuses blank text)")
     body: Json = {"messages": messages}
     if system:
         body["system"] = system
@@ -140,16 +146,16 @@ def _text_of(content: Any) -> str:
 def _blocks(msg: Json, index: int) -> list[Json]:
     role, content = msg["role"], msg.get("content")
     if role == "tool":
-        result = {"toolUseId": msg.get("tool_call_id"), "content": [{"text": _text_of(content)}]}
-        return [{"toolResult": result}]
+        return [{"toolResult": {"toolUseId": msg.get("tool_call_id"), "content": _tool_result(content, index)}}]
     blocks: list[Json] = []
     if isinstance(content, str):
-        if content:
+        if content.strip():  # Bedrock refuses a blank text block
             blocks.append({"text": content})
     elif content:
         for part in content:
             if part.get("type") == "text":
-                blocks.append({"text": part["text"]})
+                if part["text"].strip():
+                    blocks.append({"text": part["text"]})
             elif part.get("type") == "image_url":
                 blocks.append(_image(part["image_url"]["url"], index))
             elif part.get("type") == "reasoning" and role == "assistant":
@@ -161,9 +167,20 @@ def _blocks(msg: Json, index: int) -> list[Json]:
         except orjson.JSONDecodeError:
             raise BadRequest(f"messages[{index}]: tool call arguments must be a JSON object") from None
         blocks.append({"toolUse": {"toolUseId": call["id"], "name": fn["name"], "input": args}})
-    if not blocks:
-        blocks.append({"text": ""})
     return blocks
+
+
+def _tool_result(content: Any, index: int) -> list[Json]:
+    """A tool message's content → toolResult content: text and image blocks (Converse takes both there). A
+    blank result goes as an empty JSON object, since a blank text block is refused."""
+    parts: list[Json] = [{"type": "text", "text": content}] if isinstance(content, str) else content or []
+    blocks: list[Json] = []
+    for part in parts:
+        if part.get("type") == "text" and part["text"].strip():
+            blocks.append({"text": part["text"]})
+        elif part.get("type") == "image_url":
+            blocks.append(_image(part["image_url"]["url"], index))
+    return blocks or [{"json": {}}]
 
 
 def _reasoning_blocks(part: Json) -> list[Json]:

@@ -80,7 +80,11 @@ def chat_body(request: ChatRequest) -> Json:
             name = names_by_id.get(msg.get("tool_call_id") or "")
             if name is None:
                 raise BadRequest("A tool message's tool_call_id must name a tool call of an earlier assistant message.")
-            part = {"functionResponse": {"name": name, "response": _tool_result(_text(msg.get("content")))}}
+            response: Json = {"name": name, "response": _tool_result(_text(msg.get("content")))}
+            images = [_image(p["image_url"]["url"]) for p in _parts(msg.get("content")) if p["type"] == "image_url"]
+            if images:
+                response["parts"] = images  # a multimodal function response: the image beside the result
+            part = {"functionResponse": response}
             if contents and contents[-1]["role"] == "user" and "functionResponse" in contents[-1]["parts"][0]:
                 contents[-1]["parts"].append(part)  # parallel results answer in one turn
             else:
@@ -112,6 +116,10 @@ def _text(content: Any) -> str:
     if isinstance(content, str):
         return content
     return "".join(p.get("text", "") for p in content or [] if p.get("type") == "text")
+
+
+def _parts(content: Any) -> list[Json]:
+    return content if isinstance(content, list) else []
 
 
 def _tool_result(text: str) -> Json:
