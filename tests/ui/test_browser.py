@@ -87,7 +87,7 @@ def test_create_query_compare_and_usage(
                         "task": "llm/v1/chat",
                         "openai_config": {
                             "openai_api_base": upstream.base_url,
-                            "openai_api_key_plaintext": UPSTREAM_KEY,
+                            "openai_api_key_plaintext": "********",
                         },
                     }
                 }
@@ -98,9 +98,14 @@ def test_create_query_compare_and_usage(
             "rate_limits": [{"calls": 100, "key": "endpoint", "renewal_period": "minute"}],
         },
     }
+    # The preview masks the key the field masks; the request itself carries it.
     assert preview_json(page) == expected
+    assert UPSTREAM_KEY not in page.locator("#json-preview").inner_text()
     shot("create-form")
-    page.get_by_role("button", name="Create endpoint").click()
+    with page.expect_request(lambda r: r.method == "POST" and r.url.endswith("/api/2.0/serving-endpoints")) as sent:
+        page.get_by_role("button", name="Create endpoint").click()
+    sent_entity = sent.value.post_data_json["config"]["served_entities"][0]
+    assert sent_entity["external_model"]["openai_config"]["openai_api_key_plaintext"] == UPSTREAM_KEY
     page.get_by_role("heading", name="Query endpoint").wait_for()
     page.locator("#notice").get_by_text(f"Created endpoint {name}.").wait_for()
     shot("endpoint-detail")
