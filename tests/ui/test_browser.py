@@ -303,3 +303,33 @@ def test_forbidden_action_shows_a_clear_message(
     assert "does not have CAN_MANAGE permission" in notice.inner_text()
     shot("forbidden-delete")
     assert admin.get(f"/api/2.0/serving-endpoints/{name}").status_code == 200
+
+
+def test_count_charts_tick_whole_numbers(page: Any, server: LiveServer) -> None:
+    """Requests and tokens are counts: their y axis never reads 1.3 requests (latency keeps fractional ticks)."""
+    page.goto(server.url + "/")
+    ticks = page.evaluate(
+        """async () => {
+        const { lineChart, yAxis } = await import('/ui/js/charts.js');
+        const yTicks = (max, integer) => {
+            const values = [{t: 0, v: 0}, {t: 1000, v: max}];
+            const series = [{key: 'k', label: 'k', values}];
+            const fig = lineChart({id: 'c', title: 'c', unit: 'requests', integer, series});
+            return [...fig.querySelectorAll('text.axis[text-anchor="end"]')].slice(0, 5).map((t) => t.textContent);
+        };
+        return {counts: [0, 1, 3, 5, 7, 37, 90].map((m) => yTicks(m, true)), latency: yTicks(3, false),
+                axes: [1, 4, 9, 12, 101].map((m) => yAxis(m, true))};
+    }"""
+    )
+    for row in ticks["counts"]:
+        assert all(t.isdigit() for t in row), ticks["counts"]
+    assert ticks["counts"][2] == ["0", "1", "2", "3", "4"]
+    assert ticks["counts"][5] == ["0", "10", "20", "30", "40"]
+    assert ticks["latency"] == ["0", "1.3", "2.5", "3.8", "5"]
+    assert ticks["axes"] == [
+        {"max": 4, "step": 1},
+        {"max": 4, "step": 1},
+        {"max": 20, "step": 5},
+        {"max": 20, "step": 5},
+        {"max": 200, "step": 50},
+    ]

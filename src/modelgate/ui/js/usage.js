@@ -61,6 +61,7 @@ function render(area, view, intervalS) {
           id: "requests",
           title: "Requests per interval",
           unit: "requests",
+          integer: true,
           series: [
             { key: "requests", label: "All requests", values: pts.map((p) => ({ t: p.t, v: p.requests })) },
             { key: "errors", label: "Errors", values: pts.map((p) => ({ t: p.t, v: p.errors })) },
@@ -70,6 +71,7 @@ function render(area, view, intervalS) {
           id: "tokens",
           title: "Tokens per interval",
           unit: "tokens",
+          integer: true,
           series: [
             { key: "tokens-in", label: "Input tokens", values: pts.map((p) => ({ t: p.t, v: p.tokensIn })) },
             { key: "tokens-out", label: "Output tokens", values: pts.map((p) => ({ t: p.t, v: p.tokensOut })) },
@@ -98,6 +100,7 @@ function render(area, view, intervalS) {
           id: "history-requests",
           title: "Requests",
           unit: "requests",
+          integer: true,
           series: [
             { key: "requests", label: "All requests", values: hist.map((p) => ({ t: p.t, v: p.requests })) },
             { key: "errors", label: "Errors", values: hist.map((p) => ({ t: p.t, v: p.errors })) },
@@ -107,6 +110,7 @@ function render(area, view, intervalS) {
           id: "history-tokens",
           title: "Tokens",
           unit: "tokens",
+          integer: true,
           series: [
             { key: "tokens-in", label: "Input tokens", values: hist.map((p) => ({ t: p.t, v: p.tokensIn })) },
             { key: "tokens-out", label: "Output tokens", values: hist.map((p) => ({ t: p.t, v: p.tokensOut })) },
