@@ -134,6 +134,9 @@ def test_create_query_compare_and_usage(
     page.get_by_role("tab", name="Python").press("ArrowRight")  # keyboard moves between the snippet tabs
     sql = page.locator("#snippet-sql").inner_text()
     assert sql == (
+        "-- ai_query sends one prompt per row: this request's system message is not sent"
+        " (write it into the prompt to keep it):\n"
+        "--   You are a helpful assistant.\n"
         f"SELECT ai_query(\n  '{name}',\n  'What is a serving endpoint?',\n"
         "  modelParameters => named_struct('max_tokens', 128, 'temperature', 0.7)\n) AS response"
     )
@@ -333,3 +336,24 @@ def test_count_charts_tick_whole_numbers(page: Any, server: LiveServer) -> None:
         {"max": 20, "step": 5},
         {"max": 200, "step": 50},
     ]
+
+
+def test_sql_snippet_says_what_ai_query_leaves_out(page: Any, server: LiveServer) -> None:
+    """ai_query takes one prompt: the SQL tab says, in SQL comments, that the system message is not sent."""
+    page.goto(server.url + "/")
+    sql = page.evaluate(
+        """async () => {
+        const { sqlSnippet } = await import('/ui/js/snippets.js');
+        return sqlSnippet('bot', 'llm/v1/chat', {max_tokens: 16, messages: [
+            {role: 'system', content: 'You answer in French.\\nBriefly.'},
+            {role: 'user', content: 'Hi'}, {role: 'assistant', content: 'Salut'}, {role: 'user', content: 'Why?'}]});
+    }"""
+    )
+    assert sql == (
+        "-- ai_query sends one prompt per row: this request's system message is not sent"
+        " (write it into the prompt to keep it):\n"
+        "--   You answer in French.\n"
+        "--   Briefly.\n"
+        "-- nor are the 2 earlier messages: only the last user message is.\n"
+        "SELECT ai_query(\n  'bot',\n  'Why?',\n  modelParameters => named_struct('max_tokens', 16)\n) AS response"
+    )
