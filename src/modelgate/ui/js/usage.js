@@ -2,7 +2,7 @@
 
 import { endpointsApi } from "./api.js";
 import { lineChart } from "./charts.js";
-import { clear, field, h, notify } from "./dom.js";
+import { clear, field, h, notify, scrollable } from "./dom.js";
 import { createUsageSource } from "./usage_source.js";
 
 let timer = null;
@@ -39,13 +39,13 @@ function render(area, view, intervalS) {
   area.append(h("h2", {}, "Since the server started"), totalsCards(view.totals));
   if (view.byEntity.length) {
     area.append(
-      h(
+      scrollable(h(
         "table",
         { class: "grid compact" },
         h("caption", {}, "Requests by served entity and status"),
         h("thead", {}, h("tr", {}, ["Served entity", "Status", "Requests"].map((t) => h("th", { scope: "col" }, t)))),
         h("tbody", {}, view.byEntity.map((r) => h("tr", {}, h("td", {}, r.servedEntity || "—"), h("td", {}, r.status), h("td", {}, String(r.count))))),
-      ),
+      ), "Requests by served entity and status"),
     );
   }
   area.append(h("h2", {}, `Over time (every ${intervalS} s while this page is open)`));
