@@ -65,16 +65,41 @@ def test_examples_run(
         blocks = [next(b for b in readme if "api/2.0/serving-endpoints" in b[1]), *blocks]
     # The README queries the built-in chat and embedding models, which test servers leave out unless asked.
     server_env = request.getfixturevalue("builtin_models_env") if doc.name == "README.md" else None
+    # The examples run where a reader would: a folder whose .venv is the one modelgate is installed in (the
+    # README calls .venv/bin/modelgate), and where the files they write (reviews.parquet) do not land in the repo.
+    workdir = tmp_path_factory.mktemp("mg-doc-cwd-" + doc.stem)
+    (workdir / ".venv").symlink_to(sys.prefix, target_is_directory=True)
     with LiveServer(tmp_path_factory.mktemp("mg-doc-" + doc.stem), env=server_env) as server:
         env = _env(server, upstream)
         for i, (lang, code) in enumerate(blocks):
             cmd = ["bash", "-euo", "pipefail", "-c", code] if lang == "bash" else [sys.executable, "-c", code]
             # 180 s: the README's first example waits for the built-in models to load.
-            out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+            out = subprocess.run(cmd, env=env, cwd=workdir, capture_output=True, text=True, timeout=180)
             where = f"{doc.name} example {i + 1} ({lang}):\n{code}\n--- stdout\n{out.stdout}\n--- stderr\n{out.stderr}"
             assert out.returncode == 0, where
             assert "error_code" not in out.stdout, where
             assert out.stdout.strip(), where
+
+
+def test_readme_sql_example_summarizes_each_review(
+    upstream: FakeUpstreamThread, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The README's `modelgate sql` example runs as written on a plain install (no extra to add): it writes its
+    reviews.parquet, then asks the endpoint once per row (the fake echoes each prompt)."""
+    readme = runnable_blocks(ROOT / "README.md")
+    create = next(code for _, code in readme if "api/2.0/serving-endpoints" in code)
+    [sql] = [code for _, code in readme if "modelgate sql" in code]
+    workdir = tmp_path_factory.mktemp("mg-readme-sql")
+    (workdir / ".venv").symlink_to(sys.prefix, target_is_directory=True)
+    with LiveServer(tmp_path_factory.mktemp("mg-readme-sql-data")) as server:
+        env = _env(server, upstream)
+        subprocess.run(["bash", "-c", create], env=env, check=True, capture_output=True)
+        out = subprocess.run(["bash", "-euo", "pipefail", "-c", sql], env=env, cwd=workdir, capture_output=True,
+                             text=True, timeout=60)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "echo: Summarize: Great battery, weak speaker." in out.stdout
+    assert "echo: Summarize: Arrived broken." in out.stdout
+    assert "2 rows" in out.stdout
 
 
 def test_readme_query_answers(upstream: FakeUpstreamThread, tmp_path_factory: pytest.TempPathFactory) -> None:

@@ -509,7 +509,7 @@ def sql_command(
         from modelgate.sql.errors import AiQueryError
         from modelgate.sql.runner import run_script
     except ImportError as exc:
-        raise click.ClickException(f"{exc.name} is missing: pip install 'modelgate[sql]'") from None
+        raise click.ClickException(f"{exc.name} is missing: reinstall modelgate, which depends on it") from None
     text = query if query is not None else sql_file.read_text() if sql_file else ""
     try:
         con = connect(host, token, profile=profile, database=database, concurrency=concurrency,

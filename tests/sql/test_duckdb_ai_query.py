@@ -269,3 +269,37 @@ def test_credentials_from_env_and_databrickscfg(
     monkeypatch.delenv("DATABRICKS_TOKEN")
     with pytest.raises(AiQueryError, match="no token: pass --token"):
         connect(profile="other", token="")
+
+
+def test_unaliased_calls_are_named_as_written(aiq: AiQueryConnection) -> None:
+    """DuckDB would head the column with the rewritten CASE ... UDF expression; it gets the call's own text."""
+    call = f"ai_query('{CHAT}', 'Summarize: ' || p)"
+    result = aiq.execute(f"SELECT {call}, p, ai_query('{CHAT}', p) AS named, upper({call}) FROM (VALUES ('a')) t(p)")
+    columns = [d[0] for d in result.description]
+    assert columns[:3] == [call, "p", "named"]
+    assert result.fetchall()[0][:3] == ("echo: Summarize: a", "a", "echo: a")
+
+
+@pytest.mark.parametrize(
+    ("sql", "context"),
+    [
+        # A syntax error before a call: the caret under what the user typed.
+        (f"SELEC ai_query('{CHAT}', 'x') AS a", "LINE 1: SELEC ai_query('aiq-chat', 'x') AS a\n        ^^^^^"),
+        # An unknown column inside a call's request: the caret under it, in the call as written.
+        (f"SELECT ai_query('{CHAT}', revew) FROM (VALUES ('a')) t(review)",
+         "LINE 1: SELECT ai_query('aiq-chat', revew) FROM (VALUES ('a')) t(review)\n"
+         "                                    ^^^^^"),
+        # After a call: offsets past the rewritten text map back too.
+        (f"SELECT ai_query('{CHAT}', 'x') AS a FROM nowhere_table",
+         "LINE 1: SELECT ai_query('aiq-chat', 'x') AS a FROM nowhere_table\n"
+         "                                                   ^^^^^^^^^^^^^"),
+    ],
+)  # fmt: skip
+def test_duckdb_errors_quote_the_sql_as_written(aiq: AiQueryConnection, sql: str, context: str) -> None:
+    import duckdb
+
+    with pytest.raises(duckdb.Error) as info:
+        aiq.execute(sql)
+    message = str(info.value)
+    assert "__modelgate_aiq" not in message and "CASE WHEN" not in message, message
+    assert message.endswith("\n\n" + context), message

@@ -7,6 +7,7 @@ import pytest
 from modelgate.sql.errors import AiQueryError
 from modelgate.sql.sqltext import (
     Arg,
+    bare_select_items,
     find_calls,
     replace_calls,
     row_query,
@@ -64,3 +65,14 @@ def test_unbalanced_sql_is_a_clear_error() -> None:
         find_calls("SELECT ai_query('ep', (x)", "ai_query")
     with pytest.raises(AiQueryError, match="unterminated string"):
         find_calls("SELECT ai_query('ep, x)", "ai_query")
+
+
+def test_bare_select_items_are_whole_unaliased_items_of_a_select_list() -> None:
+    def bare(sql: str) -> list[str]:
+        calls = find_calls(sql, "f")
+        return [sql[c.start : c.end] for c in calls if c.start in bare_select_items(sql, calls)]
+
+    assert bare("SELECT f(1), x, f(2)\nFROM t") == ["f(1)", "f(2)"]
+    assert bare("SELECT DISTINCT f(1) FROM (SELECT f(2), y FROM t) WHERE f(3)") == ["f(1)", "f(2)"]
+    assert bare("SELECT f(1) AS a, f(2) b, f(3) || 'x', g(x, f(4)), CASE WHEN c THEN f(5) END, f(6)") == ["f(6)"]
+    assert bare("SELECT x FROM t WHERE a IN (1, f(1)) ORDER BY f(2)") == []

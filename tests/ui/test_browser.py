@@ -87,7 +87,7 @@ def test_create_query_compare_and_usage(
                         "task": "llm/v1/chat",
                         "openai_config": {
                             "openai_api_base": upstream.base_url,
-                            "openai_api_key_plaintext": UPSTREAM_KEY,
+                            "openai_api_key_plaintext": "********",
                         },
                     }
                 }
@@ -98,9 +98,14 @@ def test_create_query_compare_and_usage(
             "rate_limits": [{"calls": 100, "key": "endpoint", "renewal_period": "minute"}],
         },
     }
+    # The preview masks the key the field masks; the request itself carries it.
     assert preview_json(page) == expected
+    assert UPSTREAM_KEY not in page.locator("#json-preview").inner_text()
     shot("create-form")
-    page.get_by_role("button", name="Create endpoint").click()
+    with page.expect_request(lambda r: r.method == "POST" and r.url.endswith("/api/2.0/serving-endpoints")) as sent:
+        page.get_by_role("button", name="Create endpoint").click()
+    sent_entity = sent.value.post_data_json["config"]["served_entities"][0]
+    assert sent_entity["external_model"]["openai_config"]["openai_api_key_plaintext"] == UPSTREAM_KEY
     page.get_by_role("heading", name="Query endpoint").wait_for()
     page.locator("#notice").get_by_text(f"Created endpoint {name}.").wait_for()
     shot("endpoint-detail")
@@ -129,6 +134,9 @@ def test_create_query_compare_and_usage(
     page.get_by_role("tab", name="Python").press("ArrowRight")  # keyboard moves between the snippet tabs
     sql = page.locator("#snippet-sql").inner_text()
     assert sql == (
+        "-- ai_query sends one prompt per row: this request's system message is not sent"
+        " (write it into the prompt to keep it):\n"
+        "--   You are a helpful assistant.\n"
         f"SELECT ai_query(\n  '{name}',\n  'What is a serving endpoint?',\n"
         "  modelParameters => named_struct('max_tokens', 128, 'temperature', 0.7)\n) AS response"
     )
@@ -298,3 +306,54 @@ def test_forbidden_action_shows_a_clear_message(
     assert "does not have CAN_MANAGE permission" in notice.inner_text()
     shot("forbidden-delete")
     assert admin.get(f"/api/2.0/serving-endpoints/{name}").status_code == 200
+
+
+def test_count_charts_tick_whole_numbers(page: Any, server: LiveServer) -> None:
+    """Requests and tokens are counts: their y axis never reads 1.3 requests (latency keeps fractional ticks)."""
+    page.goto(server.url + "/")
+    ticks = page.evaluate(
+        """async () => {
+        const { lineChart, yAxis } = await import('/ui/js/charts.js');
+        const yTicks = (max, integer) => {
+            const values = [{t: 0, v: 0}, {t: 1000, v: max}];
+            const series = [{key: 'k', label: 'k', values}];
+            const fig = lineChart({id: 'c', title: 'c', unit: 'requests', integer, series});
+            return [...fig.querySelectorAll('text.axis[text-anchor="end"]')].slice(0, 5).map((t) => t.textContent);
+        };
+        return {counts: [0, 1, 3, 5, 7, 37, 90].map((m) => yTicks(m, true)), latency: yTicks(3, false),
+                axes: [1, 4, 9, 12, 101].map((m) => yAxis(m, true))};
+    }"""
+    )
+    for row in ticks["counts"]:
+        assert all(t.isdigit() for t in row), ticks["counts"]
+    assert ticks["counts"][2] == ["0", "1", "2", "3", "4"]
+    assert ticks["counts"][5] == ["0", "10", "20", "30", "40"]
+    assert ticks["latency"] == ["0", "1.3", "2.5", "3.8", "5"]
+    assert ticks["axes"] == [
+        {"max": 4, "step": 1},
+        {"max": 4, "step": 1},
+        {"max": 20, "step": 5},
+        {"max": 20, "step": 5},
+        {"max": 200, "step": 50},
+    ]
+
+
+def test_sql_snippet_says_what_ai_query_leaves_out(page: Any, server: LiveServer) -> None:
+    """ai_query takes one prompt: the SQL tab says, in SQL comments, that the system message is not sent."""
+    page.goto(server.url + "/")
+    sql = page.evaluate(
+        """async () => {
+        const { sqlSnippet } = await import('/ui/js/snippets.js');
+        return sqlSnippet('bot', 'llm/v1/chat', {max_tokens: 16, messages: [
+            {role: 'system', content: 'You answer in French.\\nBriefly.'},
+            {role: 'user', content: 'Hi'}, {role: 'assistant', content: 'Salut'}, {role: 'user', content: 'Why?'}]});
+    }"""
+    )
+    assert sql == (
+        "-- ai_query sends one prompt per row: this request's system message is not sent"
+        " (write it into the prompt to keep it):\n"
+        "--   You answer in French.\n"
+        "--   Briefly.\n"
+        "-- nor are the 2 earlier messages: only the last user message is.\n"
+        "SELECT ai_query(\n  'bot',\n  'Why?',\n  modelParameters => named_struct('max_tokens', 16)\n) AS response"
+    )

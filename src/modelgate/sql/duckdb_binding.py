@@ -9,6 +9,7 @@ unknown endpoint, a bad returnType or a bad option fails before any row is sent.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -18,11 +19,15 @@ from modelgate.sql import ddl
 from modelgate.sql.calls import CallSpec, spec_for_call
 from modelgate.sql.client import ClientConfig, Progress, ServingClient
 from modelgate.sql.config import resolve_credentials
+from modelgate.sql.error_context import requote
 from modelgate.sql.errors import AiQueryError
 from modelgate.sql.sqltext import (
     Call,
+    Span,
+    bare_select_items,
     find_calls,
     replace_calls,
+    replace_calls_mapped,
     row_query,
     spark_struct_to_duckdb,
     split_statements,
@@ -48,33 +53,34 @@ class AiQueryConnection:
         if not statements:
             raise AiQueryError("no SQL statement to run")
         for statement in statements:
-            self._run(self._executor(statement))
+            self._run(statement, lambda sql: self.raw.execute(sql))
         return self.raw
-
-    def _executor(self, statement: str) -> Callable[[], Any]:
-        return lambda: self.raw.execute(self.prepare(statement))
 
     def sql(self, query: str) -> duckdb.DuckDBPyRelation:
         """One query as a relation (its ai_query calls run when it is fetched: use `fetch` to get clean errors)."""
-        result: duckdb.DuckDBPyRelation = self.raw.sql(self.prepare(query))
+        result: duckdb.DuckDBPyRelation = self._run(query, lambda sql: self.raw.sql(sql))
         return result
 
     def fetchall(self, query: str) -> list[tuple[Any, ...]]:
-        rows: list[tuple[Any, ...]] = self._run(lambda: self.raw.execute(self.prepare(query)).fetchall())
+        rows: list[tuple[Any, ...]] = self._run(query, lambda sql: self.raw.execute(sql).fetchall())
         return rows
 
-    def _run(self, action: Callable[[], Any]) -> Any:
+    def _run(self, statement: str, action: Callable[[str], Any]) -> Any:
+        """`action` on the prepared statement; DuckDB's errors quote `statement` as the user wrote it."""
         import duckdb
 
         self._failure.clear()
+        prepared, spans = self._prepare(statement)
         try:
-            return action()
+            return action(prepared)
         except duckdb.Error as exc:
             if self._failure:
                 raise self._failure[0] from None
             message = str(exc)
             if "ai_query: " in message:  # our error() guard (a request of the wrong type): drop DuckDB's prefix
                 raise AiQueryError(message[message.index("ai_query: ") :]) from None
+            if spans:
+                raise type(exc)(requote(message, statement, prepared, spans)) from None
             raise
 
     def interrupt(self) -> None:
@@ -116,7 +122,21 @@ class AiQueryConnection:
     # -- rewriting -----------------------------------------------------------------------------------------
     def prepare(self, statement: str) -> str:
         """The statement with every ai_query call replaced by its typed UDF."""
-        return replace_calls(statement, "ai_query", self._rewrite)
+        return self._prepare(statement)[0]
+
+    def _prepare(self, statement: str) -> tuple[str, list[Span]]:
+        """`prepare`, with the rewrite's spans. A call that is a whole unaliased SELECT item gets an alias of
+        the call as written, or DuckDB would head its column with the rewritten expression."""
+        bare = bare_select_items(statement, find_calls(statement, "ai_query"))
+
+        def render(call: Call) -> str:
+            text = self._rewrite(call)
+            if call.start not in bare:
+                return text
+            name = re.sub(r"\s*\n\s*", " ", statement[call.start : call.end])
+            return f'{text} AS "{name.replace(chr(34), chr(34) * 2)}"'
+
+        return replace_calls_mapped(statement, "ai_query", render)
 
     def _rewrite(self, call: Call) -> str:
         args, spec = spec_for_call(call, self.client.endpoint_task, self._constant_struct)

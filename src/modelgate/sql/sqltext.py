@@ -114,15 +114,100 @@ def _arg(text: str) -> Arg:
     return Arg(None, text.strip())
 
 
+@dataclass
+class Span:
+    """Where one replaced call sat in the original text, and where its replacement sits in the new one."""
+
+    start: int
+    end: int
+    new_start: int
+    new_end: int
+
+
 def replace_calls(sql: str, function: str, render: Callable[[Call], str]) -> str:
     """`sql` with every top-level call of `function` replaced by `render(call)`."""
-    out, last = [], 0
+    return replace_calls_mapped(sql, function, render)[0]
+
+
+def replace_calls_mapped(sql: str, function: str, render: Callable[[Call], str]) -> tuple[str, list[Span]]:
+    """`replace_calls`, with the span of each replacement (to point an engine's error back at the original)."""
+    out, last, size, spans = [], 0, 0, []
     for call in find_calls(sql, function):
         out.append(sql[last : call.start])
-        out.append(render(call))
+        size += call.start - last
+        text = render(call)
+        out.append(text)
+        spans.append(Span(call.start, call.end, size, size + len(text)))
+        size += len(text)
         last = call.end
     out.append(sql[last:])
-    return "".join(out)
+    return "".join(out), spans
+
+
+# Words that end a select-list item, and those that start a clause (the last one before a call says which
+# clause the call is in).
+_ITEM_END = {"", ",", ")", ";", "from", "where", "group", "having", "order", "limit", "offset", "qualify", "window",
+             "union", "except", "intersect", "into"}  # fmt: skip
+_CLAUSES = {"select", "from", "where", "group", "having", "order", "limit", "offset", "qualify", "window", "values",
+            "set", "returning", "on", "using", "union", "except", "intersect", "into"}  # fmt: skip
+
+
+def bare_select_items(sql: str, calls: list[Call]) -> set[int]:
+    """The starts of the calls that are a whole, unaliased item of a SELECT list (`SELECT a, f(x) FROM t`),
+    whose column the engine would otherwise name after the rewritten text."""
+    bare = set()
+    for call in calls:
+        before, after = _word_before(sql, call.start), _word_after(sql, call.end)
+        whole = before in ("select", "distinct", "all", ",") and after in _ITEM_END
+        if whole and _clause_at(sql, call.start) == "select":
+            bare.add(call.start)
+    return bare
+
+
+def _word_before(sql: str, i: int) -> str:
+    while i > 0 and sql[i - 1].isspace():
+        i -= 1
+    j = i
+    while j > 0 and (sql[j - 1].isalnum() or sql[j - 1] == "_"):
+        j -= 1
+    return sql[j:i].lower() if j < i else sql[i - 1 : i]
+
+
+def _word_after(sql: str, i: int) -> str:
+    while i < len(sql):
+        j = _skip(sql, i) if sql[i] in "-/" else i
+        if j != i:
+            i = j
+        elif sql[i].isspace():
+            i += 1
+        else:
+            break
+    m = _IDENT.match(sql, i)
+    return m.group().lower() if m else sql[i : i + 1]
+
+
+def _clause_at(sql: str, at: int) -> str:
+    """The last clause keyword before `at` at `at`'s own parenthesis depth ('' if none)."""
+    levels: list[str] = [""]
+    i = 0
+    while i < at:
+        j = _skip(sql, i)
+        if j != i:
+            i = j
+            continue
+        c = sql[i]
+        if c == "(":
+            levels.append("")
+        elif c == ")" and len(levels) > 1:
+            levels.pop()
+        m = _IDENT.match(sql, i) if (c.isalpha() or c == "_") else None
+        if m:
+            if m.group().lower() in _CLAUSES:
+                levels[-1] = m.group().lower()
+            i = m.end()
+            continue
+        i += 1
+    return levels[-1]
 
 
 # -- literals -----------------------------------------------------------------------------------------------

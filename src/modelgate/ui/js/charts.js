@@ -13,6 +13,19 @@ function niceMax(value) {
   return 10 * power;
 }
 
+/** The y axis: four equal steps from 0 to a round maximum at or above `value`. Counts (`integer`) step by
+ * whole numbers (1, 2, 5, 10, 20, 25, 50, ...), so no tick reads 1.3 requests. */
+export function yAxis(value, integer = false) {
+  if (!integer) {
+    const max = niceMax(value);
+    return { max, step: max / 4 };
+  }
+  const need = Math.max(value, 1) / 4;
+  const power = 10 ** Math.max(0, Math.floor(Math.log10(need)));
+  const step = [1, 2, 2.5, 5, 10].map((s) => s * power).find((s) => Number.isInteger(s) && s >= need);
+  return { max: step * 4, step };
+}
+
 function fmt(value) {
   if (value === null || value === undefined) return "—";
   if (value >= 1000) return `${(value / 1000).toFixed(value >= 10000 ? 0 : 1)}k`;
@@ -24,20 +37,22 @@ function clock(t) {
 }
 
 /**
- * series: [{key, label, values: [{t, v}]}] (v may be null: a gap). Returns a <figure> with the chart.
+ * series: [{key, label, values: [{t, v}]}] (v may be null: a gap); integer: the values are counts, so the y
+ * axis ticks are whole numbers. Returns a <figure> with the chart.
  * The figure's aria-label sums the data up for screen readers; each point has a <title> tooltip.
  */
-export function lineChart({ id, title, unit, series }) {
+export function lineChart({ id, title, unit, series, integer = false }) {
   const all = series.flatMap((s) => s.values).filter((p) => p.v !== null);
   const ts = series.flatMap((s) => s.values.map((p) => p.t));
   const t0 = Math.min(...ts);
   const t1 = Math.max(...ts);
-  const yMax = niceMax(Math.max(0, ...all.map((p) => p.v)));
+  const axis = yAxis(Math.max(0, ...all.map((p) => p.v)), integer);
+  const yMax = axis.max;
   const x = (t) => PAD.left + (t1 > t0 ? ((t - t0) / (t1 - t0)) * (W - PAD.left - PAD.right) : (W - PAD.left - PAD.right) / 2);
   const y = (v) => H - PAD.bottom - (v / yMax) * (H - PAD.top - PAD.bottom);
   const chart = svg("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart", "aria-hidden": "true", "data-chart": id });
   for (let i = 0; i <= 4; i++) {
-    const v = (yMax * i) / 4;
+    const v = axis.step * i;
     chart.append(
       svg("line", { x1: PAD.left, x2: W - PAD.right, y1: y(v), y2: y(v), class: "grid-line" }),
       svg("text", { x: PAD.left - 6, y: y(v) + 4, class: "axis", "text-anchor": "end" }, fmt(v)),

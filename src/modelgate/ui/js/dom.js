@@ -62,6 +62,11 @@ export function notify(message, kind = "info") {
   );
 }
 
+/** A table in a box that scrolls sideways when the table is wider than the page (keyboard-scrollable too). */
+export function scrollable(table, label) {
+  return h("div", { class: "table-scroll", role: "region", tabindex: 0, "aria-label": label }, table);
+}
+
 export function pretty(value) {
   return JSON.stringify(value, null, 2);
 }

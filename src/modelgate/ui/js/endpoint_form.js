@@ -41,6 +41,18 @@ function entityFromRow(row, task) {
   return name ? { name, ...entity } : entity;
 }
 
+const MASK = "********";
+
+/** A copy of a request body for display: every plain key (`..._plaintext`) is masked, at any depth.
+ * Only the preview is masked; the body sent to the server keeps the values. */
+export function maskPlaintext(value) {
+  if (Array.isArray(value)) return value.map(maskPlaintext);
+  if (value === null || typeof value !== "object") return value;
+  return Object.fromEntries(
+    Object.entries(value).map(([k, v]) => [k, k.endsWith("_plaintext") && typeof v === "string" && v ? MASK : maskPlaintext(v)]),
+  );
+}
+
 function defaultEntityName(entity) {
   return entity.name || entity.external_model.name.replace(/[.:]/g, "-");
 }
@@ -156,10 +168,10 @@ export async function renderEndpointForm(root, ctx, name) {
     const bodies = buildBodies(controls, rows, existing?.ai_gateway);
     if (existing) {
       preview.textContent =
-        `PUT /api/2.0/serving-endpoints/${existing.name}/config\n${pretty(bodies.config)}\n\n` +
+        `PUT /api/2.0/serving-endpoints/${existing.name}/config\n${pretty(maskPlaintext(bodies.config))}\n\n` +
         `PUT /api/2.0/serving-endpoints/${existing.name}/ai-gateway\n${pretty(bodies.gateway)}`;
     } else {
-      preview.textContent = `POST /api/2.0/serving-endpoints\n${pretty(bodies.create)}`;
+      preview.textContent = `POST /api/2.0/serving-endpoints\n${pretty(maskPlaintext(bodies.create))}`;
     }
     rows.forEach((r, i) => {
       r.remove.hidden = rows.length === 1;
@@ -220,7 +232,7 @@ export async function renderEndpointForm(root, ctx, name) {
         "div",
         { class: "json-side" },
         h("h2", {}, "Request JSON"),
-        h("p", { class: "hint" }, "What the form sends: the same body the REST API takes."),
+        h("p", { class: "hint" }, "What the form sends: the same body the REST API takes (plain API keys shown as ********; the request carries them)."),
         h("button", { type: "button", class: "secondary small", onclick: () => copyText(preview.textContent) }, "Copy JSON"),
         preview,
       ),

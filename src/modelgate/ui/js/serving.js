@@ -1,7 +1,7 @@
 // Serving page: the endpoint list and one endpoint's detail (with its "Query endpoint" panel).
 
 import { endpointsApi } from "./api.js";
-import { clear, confirmDialog, flash, h, notify, pretty } from "./dom.js";
+import { clear, confirmDialog, flash, h, notify, pretty, scrollable } from "./dom.js";
 import { renderQueryPanel } from "./query.js";
 
 const TASK_LABELS = {
@@ -78,7 +78,7 @@ export async function renderEndpointList(root, ctx) {
       h("h1", { id: "serving-title" }, "Serving endpoints"),
       h("a", { class: "button", href: "#/create" }, "Create serving endpoint"),
     ),
-    table,
+    scrollable(table, "Serving endpoints table"),
   );
   let endpoints;
   try {
@@ -169,10 +169,10 @@ export async function renderEndpointDetail(root, ctx, name) {
         ["Created by", ep.creator || "—"],
         ["Config version", String(ep.config?.config_version ?? "—")],
       ]),
-      h("h2", {}, "Served entities"),
-      h(
+      h("h2", { id: "entities-title" }, "Served entities"),
+      scrollable(h(
         "table",
-        { class: "grid" },
+        { class: "grid", "aria-labelledby": "entities-title" },
         h("thead", {}, h("tr", {}, ["Name", "Model", "Task", "State"].map((t) => h("th", { scope: "col" }, t)))),
         h(
           "tbody",
@@ -188,7 +188,7 @@ export async function renderEndpointDetail(root, ctx, name) {
             ),
           ),
         ),
-      ),
+      ), "Served entities table"),
       h(
         "details",
         {},

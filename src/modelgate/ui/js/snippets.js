@@ -62,20 +62,33 @@ export function pythonSnippet(origin, endpoint, task, body) {
   ].join("\n");
 }
 
-/** ai_query takes the request text; the other fields become modelParameters. */
+function contentText(content) {
+  return typeof content === "string" ? content : (content || []).filter((p) => p.type === "text").map((p) => p.text).join(" ");
+}
+
+/** ai_query takes the request text; the other fields become modelParameters. A chat request's other messages
+ * (its system message, earlier turns) have no place in ai_query's one prompt: a comment says they are left out. */
 export function sqlSnippet(endpoint, task, body) {
+  const notes = [];
   let request = "";
   if (task === "llm/v1/embeddings") request = [].concat(body.input ?? "")[0] ?? "";
   else if (task === "llm/v1/completions") request = [].concat(body.prompt ?? "")[0] ?? "";
   else {
-    const users = (body.messages || []).filter((m) => m.role === "user");
-    const last = users.length ? users[users.length - 1].content : "";
-    request = typeof last === "string" ? last : (last || []).filter((p) => p.type === "text").map((p) => p.text).join(" ");
+    const messages = body.messages || [];
+    const users = messages.filter((m) => m.role === "user");
+    request = users.length ? contentText(users[users.length - 1].content) : "";
+    const system = messages.filter((m) => m.role === "system" || m.role === "developer");
+    const earlier = messages.length - system.length - (users.length ? 1 : 0);
+    if (system.length) {
+      notes.push("-- ai_query sends one prompt per row: this request's system message is not sent (write it into the prompt to keep it):");
+      for (const m of system) notes.push(...contentText(m.content).split("\n").map((line) => `--   ${line}`));
+    }
+    if (earlier > 0) notes.push(`-- nor ${earlier === 1 ? "is the earlier message" : `are the ${earlier} earlier messages`}: only the last user message is.`);
   }
   const params = ["max_tokens", "temperature", "top_p", "top_k"]
     .filter((k) => typeof body[k] === "number")
     .map((k) => `'${k}', ${body[k]}`);
-  const lines = [`SELECT ai_query(`, `  ${sqlString(endpoint)},`, `  ${sqlString(request)}`];
+  const lines = [...notes, `SELECT ai_query(`, `  ${sqlString(endpoint)},`, `  ${sqlString(request)}`];
   if (params.length) {
     lines[lines.length - 1] += ",";
     lines.push(`  modelParameters => named_struct(${params.join(", ")})`);

@@ -2,7 +2,7 @@
 
 import { endpointsApi } from "./api.js";
 import { lineChart } from "./charts.js";
-import { clear, field, h, notify } from "./dom.js";
+import { clear, field, h, notify, scrollable } from "./dom.js";
 import { createUsageSource } from "./usage_source.js";
 
 let timer = null;
@@ -39,13 +39,13 @@ function render(area, view, intervalS) {
   area.append(h("h2", {}, "Since the server started"), totalsCards(view.totals));
   if (view.byEntity.length) {
     area.append(
-      h(
+      scrollable(h(
         "table",
         { class: "grid compact" },
         h("caption", {}, "Requests by served entity and status"),
         h("thead", {}, h("tr", {}, ["Served entity", "Status", "Requests"].map((t) => h("th", { scope: "col" }, t)))),
         h("tbody", {}, view.byEntity.map((r) => h("tr", {}, h("td", {}, r.servedEntity || "—"), h("td", {}, r.status), h("td", {}, String(r.count))))),
-      ),
+      ), "Requests by served entity and status"),
     );
   }
   area.append(h("h2", {}, `Over time (every ${intervalS} s while this page is open)`));
@@ -61,6 +61,7 @@ function render(area, view, intervalS) {
           id: "requests",
           title: "Requests per interval",
           unit: "requests",
+          integer: true,
           series: [
             { key: "requests", label: "All requests", values: pts.map((p) => ({ t: p.t, v: p.requests })) },
             { key: "errors", label: "Errors", values: pts.map((p) => ({ t: p.t, v: p.errors })) },
@@ -70,6 +71,7 @@ function render(area, view, intervalS) {
           id: "tokens",
           title: "Tokens per interval",
           unit: "tokens",
+          integer: true,
           series: [
             { key: "tokens-in", label: "Input tokens", values: pts.map((p) => ({ t: p.t, v: p.tokensIn })) },
             { key: "tokens-out", label: "Output tokens", values: pts.map((p) => ({ t: p.t, v: p.tokensOut })) },
@@ -98,6 +100,7 @@ function render(area, view, intervalS) {
           id: "history-requests",
           title: "Requests",
           unit: "requests",
+          integer: true,
           series: [
             { key: "requests", label: "All requests", values: hist.map((p) => ({ t: p.t, v: p.requests })) },
             { key: "errors", label: "Errors", values: hist.map((p) => ({ t: p.t, v: p.errors })) },
@@ -107,6 +110,7 @@ function render(area, view, intervalS) {
           id: "history-tokens",
           title: "Tokens",
           unit: "tokens",
+          integer: true,
           series: [
             { key: "tokens-in", label: "Input tokens", values: hist.map((p) => ({ t: p.t, v: p.tokensIn })) },
             { key: "tokens-out", label: "Output tokens", values: hist.map((p) => ({ t: p.t, v: p.tokensOut })) },
