@@ -19,7 +19,7 @@ from tests.conftest import UPSTREAM_KEY
 from tests.fakes.openai_upstream import FakeUpstreamThread
 from tests.support.live import LiveServer, create_endpoint, external_chat_config
 from tests.support.rawhttp import closed_within, connect, read_response, request
-from tests.support.services import fresh_postgres_database
+from tests.support.services import live_server_on
 
 DEADLINE_S = 1.0
 # How much later than its deadline a connection may be seen closed (a busy 2-core CI machine included).
@@ -35,13 +35,8 @@ def strict_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
         "MODELGATE_HEADER_TIMEOUT_S": str(DEADLINE_S),
         "MODELGATE_BODY_TIMEOUT_S": str(DEADLINE_S),
     }
-    data_dir = tmp_path_factory.mktemp(f"mg-strict-{request.param}")
-    if request.param == "sqlite":
-        with LiveServer(data_dir, env=env) as live:
-            yield live
-    else:
-        with fresh_postgres_database() as url, LiveServer(data_dir, env=env, database_url=url) as live:
-            yield live
+    with live_server_on(request.param, tmp_path_factory.mktemp(f"mg-strict-{request.param}"), env) as live:
+        yield live
 
 
 def _auth(server: LiveServer) -> dict[str, str]:

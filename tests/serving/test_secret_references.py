@@ -10,7 +10,6 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,7 +17,7 @@ import pytest
 
 from tests.fakes.openai_upstream import FakeUpstreamThread
 from tests.support.live import LiveServer
-from tests.support.services import fresh_postgres_database
+from tests.support.services import live_server_on
 
 ENV_KEY = "sk-env-" + secrets.token_hex(12)
 OUTER_WORKSPACE_TOKEN = "dapi" + secrets.token_hex(16)
@@ -40,13 +39,8 @@ def live(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
         "DATABRICKS_TOKEN": OUTER_WORKSPACE_TOKEN,
         "MODELGATE_ALLOWED_ENV_REFERENCES": "MG_REF_*",
     }
-    data_dir: Path = tmp_path_factory.mktemp(f"refs-{request.param}")
-    if request.param == "sqlite":
-        with LiveServer(data_dir, env=env) as server:
-            yield server
-    else:
-        with fresh_postgres_database() as url, LiveServer(data_dir, env=env, database_url=url) as server:
-            yield server
+    with live_server_on(request.param, tmp_path_factory.mktemp(f"refs-{request.param}"), env) as server:
+        yield server
 
 
 def _entity(base: str, key_ref: str) -> dict[str, Any]:

@@ -6,8 +6,11 @@ import os
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
+
+from tests.support.live import LiveServer
 
 PG_ADMIN_URL = os.environ.get("MODELGATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("MODELGATE_TEST_REDIS", "redis://127.0.0.1:6379/0")
@@ -49,3 +52,14 @@ def redis_url() -> str:
     except redis.RedisError as exc:
         _unavailable("Redis at " + REDIS_URL, exc)
     return REDIS_URL
+
+
+@contextmanager
+def live_server_on(store: str, data_dir: Path, env: dict[str, str]) -> Iterator[LiveServer]:
+    """A `modelgate serve` of its own on `store` ("sqlite", or "postgres": a fresh database, dropped after)."""
+    if store == "sqlite":
+        with LiveServer(data_dir, env=env) as live:
+            yield live
+    else:
+        with fresh_postgres_database() as url, LiveServer(data_dir, env=env, database_url=url) as live:
+            yield live
