@@ -247,6 +247,13 @@ def resolve_path(path: str) -> str:
     return str(Path(next(iter(spec.submodule_search_locations))) / file)
 
 
+# transformers' lazy imports are not safe for two threads importing a module for the first time at once: the
+# built-in chat and embedding models, loading side by side at every start, raced on them ("cannot import name
+# 'AutoModelForCausalLM' from 'transformers'", and the chat model stayed FAILED). In-process models take turns;
+# they share the same CPUs anyway, so the second one is ready about as soon.
+IN_PROCESS_LOADS = threading.Lock()
+
+
 @dataclass
 class Deployment:
     """One catalog model's load state and, once loaded, its engine."""
@@ -284,8 +291,12 @@ class Deployment:
         _close_engine(engine)
 
     def _load(self) -> None:
+        spec = ENGINES[self.entry.engine]
+        # In-process models load one at a time (see IN_PROCESS_LOADS); a managed server starts at once.
+        turn = IN_PROCESS_LOADS if spec.backend is _in_process_backend else contextlib.nullcontext()
         try:
-            engine = ENGINES[self.entry.engine].create(self.entry, resolve_path(self.entry.path), self.cache_dir)
+            with turn:
+                engine = spec.create(self.entry, resolve_path(self.entry.path), self.cache_dir)
         except MemoryError:
             self.state, self.message = FAILED, "Out of memory while loading the model."
         except ModuleNotFoundError as exc:
