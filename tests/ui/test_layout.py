@@ -99,7 +99,8 @@ def test_pages_fit_the_viewport_and_the_top_bar_stays_readable(
     shot: Callable[[str], Path],
     width: int,
 ) -> None:
-    name = f"ui-layout-with-a-long-endpoint-name-{secrets.token_hex(3)}"
+    # Underscores give a browser no place to break the name: it must wrap, not widen the page.
+    name = f"ui_layout_with_a_long_endpoint_name_and_no_breaks_{secrets.token_hex(3)}"
     create_endpoint(admin, name, external_chat_config(upstream.base_url, "gpt-4o-mini"))
     page.set_viewport_size({"width": width, "height": 900})
     sign_in(page, server, server.admin_token)
