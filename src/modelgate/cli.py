@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from modelgate import __version__
+from modelgate.cli_endpoints import endpoints
 from modelgate.settings import Settings
 
 
@@ -29,6 +30,9 @@ data_dir_option = click.option(
 @click.version_option(__version__, prog_name="modelgate")
 def main() -> None:
     """modelgate: Databricks-compatible model serving on your own machine."""
+
+
+main.add_command(endpoints)
 
 
 @main.command()
