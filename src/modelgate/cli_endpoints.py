@@ -323,8 +323,7 @@ def query_endpoint(
             return
         text = _chunk_text(event)
         if text:
-            click.echo(text, nl=False)
-            sys.stdout.flush()
+            click.echo(text, nl=False)  # click.echo flushes: each token shows at once, even into a pipe
             printed = True
 
     server.stream(path, body, on_event)

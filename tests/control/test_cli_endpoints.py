@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from modelgate import cli
+from tests.conftest import UPSTREAM_KEY
 from tests.fakes.openai_upstream import FakeUpstreamThread
 from tests.support.live import LiveServer, create_endpoint, external_chat_config, free_port, new_pat
 
@@ -131,6 +133,27 @@ def test_query_stream_prints_tokens_as_they_arrive(server: LiveServer, chat_endp
     assert len([d for d in deltas if d]) > 1  # several chunks, not one answer
     assert "".join(deltas) == "echo: hello there"
     assert events[-1]["usage"]["total_tokens"] > 0
+
+
+def test_query_stream_shows_the_first_tokens_before_the_answer_ends(server: LiveServer) -> None:
+    """With an upstream that paces its events 300 ms apart, the first words reach stdout long before the rest:
+    the command buffers neither the answer nor its output."""
+    with FakeUpstreamThread(api_key=UPSTREAM_KEY, stream_delay_ms=300) as slow:
+        with server.client() as c:
+            create_endpoint(c, "cli-slow-stream", external_chat_config(slow.base_url))
+        env = {**os.environ, "DATABRICKS_HOST": server.url, "DATABRICKS_TOKEN": server.admin_token}
+        args = ["endpoints", "query", "cli-slow-stream", "--stream", "--json", json.dumps(CHAT)]
+        with subprocess.Popen([sys.executable, "-m", "modelgate", *args], env=env, stdout=subprocess.PIPE) as proc:
+            assert proc.stdout is not None
+            first = proc.stdout.read(len("echo: "))
+            first_at = time.monotonic()
+            rest = proc.stdout.read()
+            waited_for_rest = time.monotonic() - first_at
+            proc.wait(60)
+    assert first == b"echo: "
+    assert waited_for_rest > 0.6  # four more events, 300 ms apart, were still to come
+    assert rest == b"hello there\n"
+    assert proc.returncode == 0
 
 
 def test_a_missing_endpoint_is_one_line_on_stderr(server: LiveServer) -> None:
