@@ -326,9 +326,11 @@ def query_endpoint(
             click.echo(text, nl=False)  # click.echo flushes: each token shows at once, even into a pipe
             printed = True
 
-    server.stream(path, body, on_event)
-    if printed:
-        click.echo()
+    try:
+        server.stream(path, body, on_event)
+    finally:
+        if printed:
+            click.echo()  # end the answer's line, also before an error that cut it short
 
 
 def _content_text(content: Any) -> str | None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -28,7 +30,7 @@ def _run(server: LiveServer, *args: str, token: str | None = None, stdin: str | 
 
 @pytest.fixture
 def chat_endpoint(server: LiveServer, upstream: FakeUpstreamThread, request: pytest.FixtureRequest) -> str:
-    name = "cli-" + request.node.name.removeprefix("test_").replace("_", "-")[:40]
+    name: str = "cli-" + request.node.name.removeprefix("test_").replace("_", "-")[:40]
     with server.client() as c:
         create_endpoint(c, name, external_chat_config(upstream.base_url))
     return name
@@ -154,6 +156,68 @@ def test_query_stream_shows_the_first_tokens_before_the_answer_ends(server: Live
     assert waited_for_rest > 0.6  # four more events, 300 ms apart, were still to come
     assert rest == b"hello there\n"
     assert proc.returncode == 0
+
+
+class _CannedServer(http.server.ThreadingHTTPServer):
+    """Answers every POST and GET with one fixed status, content type and body: what a failing stream or a
+    proxy in front of the server sends, which a live modelgate does not on demand."""
+
+    def __init__(self, status: int, content_type: str, body: bytes) -> None:
+        canned = (status, content_type, body)
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self.send_response(canned[0])
+                self.send_header("Content-Type", canned[1])
+                self.send_header("Content-Length", str(len(canned[2])))
+                self.end_headers()
+                self.wfile.write(canned[2])
+
+            do_GET = do_POST = _answer
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server_address[1]}"
+
+    def __enter__(self) -> _CannedServer:
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+def _run_against(url: str, *args: str) -> Result:
+    return CliRunner().invoke(
+        cli.main, ["endpoints", *args], env={"DATABRICKS_HOST": url, "DATABRICKS_TOKEN": new_pat()}
+    )
+
+
+def test_an_error_event_mid_stream_ends_the_line_and_fails() -> None:
+    chunk = {"choices": [{"index": 0, "delta": {"content": "partial"}}]}
+    # What serving/streams.py error_event sends: the Databricks body plus OpenAI's `error`.
+    error: dict[str, Any] = {"error_code": "TEMPORARILY_UNAVAILABLE", "message": "upstream went away"}
+    error["error"] = {"message": error["message"], "code": error["error_code"], "type": "server_error"}
+    body = f"data: {json.dumps(chunk)}\n\ndata: {json.dumps(error)}\n\n".encode()
+    with _CannedServer(200, "text/event-stream", body) as canned:
+        result = _run_against(canned.url, "query", "x", "--stream", "--json", json.dumps(CHAT))
+    assert result.exit_code == 1
+    assert result.stdout == "partial\n"
+    assert result.stderr == "Error: TEMPORARILY_UNAVAILABLE: upstream went away\n"
+
+
+def test_a_body_that_is_not_a_databricks_error_is_shown_short() -> None:
+    page = b"<html><body>" + b"Bad gateway " * 100 + b"</body></html>"
+    with _CannedServer(502, "text/html", page) as canned:
+        result = _run_against(canned.url, "list")
+    assert result.exit_code == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith("Error: HTTP 502: <html><body>Bad gateway")
+    assert line.endswith("...") and len(line) < 250
 
 
 def test_a_missing_endpoint_is_one_line_on_stderr(server: LiveServer) -> None:
