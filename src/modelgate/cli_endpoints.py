@@ -112,23 +112,32 @@ class _Server:
             if resp.status != 200:
                 raise _http_error(resp.status, await resp.read())
             if not resp.content_type.startswith("text/event-stream"):  # the server chose not to stream
-                yield json.loads(await resp.read())
+                yield _stream_event(await resp.read())
                 return
-            data: list[str] = []
+            data: list[bytes] = []
             async for raw_line in resp.content:
-                line = raw_line.decode().rstrip("\r\n")
-                if line.startswith("data:"):
-                    data.append(line[5:].removeprefix(" "))
-                    continue
-                if line or not data:
-                    continue  # comments, event:/id: fields, blank keep-alives
-                payload, data = "\n".join(data), []
-                if payload == "[DONE]":
-                    return
-                event = json.loads(payload)
-                if isinstance(event, dict) and "error_code" in event:  # failed after the stream began
-                    raise _error_from_body(0, event)
-                yield event
+                line = raw_line.rstrip(b"\r\n")
+                if line.startswith(b"data:"):
+                    data.append(line[5:].removeprefix(b" "))
+                elif not line and data:  # a blank line ends an event; comments and other fields are skipped
+                    payload, data = b"\n".join(data), []
+                    if payload == b"[DONE]":
+                        return
+                    yield _stream_event(payload)
+            if data and data != [b"[DONE]"]:  # a last event without its blank line
+                yield _stream_event(b"\n".join(data))
+
+
+def _stream_event(payload: bytes) -> dict[str, Any]:
+    try:
+        event = json.loads(payload)
+    except ValueError:
+        raise click.ClickException(f"the stream sent an event that is not JSON: {_snippet(payload)}") from None
+    if isinstance(event, dict) and "error_code" in event:  # failed after the stream began
+        raise _error_from_body(0, event)
+    if not isinstance(event, dict):
+        raise click.ClickException(f"the stream sent an event that is not a JSON object: {_snippet(payload)}")
+    return event
 
 
 class _EndpointError(click.ClickException):

@@ -210,6 +210,23 @@ def test_an_error_event_mid_stream_ends_the_line_and_fails() -> None:
     assert result.stderr == "Error: TEMPORARILY_UNAVAILABLE: upstream went away\n"
 
 
+def test_a_stream_is_read_to_its_last_event_and_garbage_is_an_error() -> None:
+    def chunk(text: str) -> str:
+        return "data: " + json.dumps({"choices": [{"index": 0, "delta": {"content": text}}]})
+
+    # Comments and event: fields are skipped; the last event has no blank line after it, nor a [DONE].
+    body = f": keep-alive\n\nevent: message\n{chunk('one ')}\n\n{chunk('two')}".encode()
+    with _CannedServer(200, "text/event-stream", body) as canned:
+        result = _run_against(canned.url, "query", "x", "--stream", "--json", json.dumps(CHAT))
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "one two\n"
+
+    with _CannedServer(200, "text/event-stream", b"data: oops\n\n") as canned:
+        result = _run_against(canned.url, "query", "x", "--stream", "--json", json.dumps(CHAT))
+    assert result.exit_code == 1
+    assert result.stderr == "Error: the stream sent an event that is not JSON: oops\n"
+
+
 def test_a_body_that_is_not_a_databricks_error_is_shown_short() -> None:
     page = b"<html><body>" + b"Bad gateway " * 100 + b"</body></html>"
     with _CannedServer(502, "text/html", page) as canned:
