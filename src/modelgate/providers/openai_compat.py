@@ -59,7 +59,9 @@ class OpenAICompatibleProvider(Provider):
         for name in self.unsupported_fields:
             body.pop(name, None)
         if "messages" in body and not (self.keeps_reasoning_blocks and self.keeps_extra_content):
-            body["messages"] = [self._history_message(m) for m in body["messages"]]
+            # Only assistant turns can hold what another provider wrote; the others pass without a call.
+            history = self._history_message
+            body["messages"] = [history(m) if m.get("role") == "assistant" else m for m in body["messages"]]
         model = self.body_model_name()
         if model is not None:
             body["model"] = model
@@ -68,9 +70,7 @@ class OpenAICompatibleProvider(Provider):
         return body
 
     def _history_message(self, msg: Json) -> Json:
-        """An assistant message as this upstream takes it (see the module docstring); others unchanged."""
-        if msg.get("role") != "assistant":
-            return msg
+        """An assistant message as this upstream takes it (see the module docstring)."""
         msg = dict(msg)
         if not self.keeps_extra_content:
             msg.pop("extra_content", None)
