@@ -110,7 +110,9 @@ def test_env_references_are_for_admins_and_never_name_modelgate_s_own(
         _refused(m.put(f"/api/2.0/serving-endpoints/{good}/config", json=moved), "MG_REF_KEY")
         config = admin.get(f"/api/2.0/serving-endpoints/{good}").json()["config"]
         assert config["served_entities"][0]["external_model"]["openai_config"]["openai_api_base"] == upstream.base_url
-        assert m.post(f"/serving-endpoints/{good}/invocations", json=CHAT).status_code in (200, 400)
+        # Still the admin's endpoint, on the admin's upstream (which refuses this key: 400, its own answer).
+        still = m.post(f"/serving-endpoints/{good}/invocations", json=CHAT)
+        assert still.status_code == 400 and still.json()["error_code"] == "BAD_REQUEST", still.text
     assert _delivered(listener, ENV_KEY) == 0
     assert _delivered(listener, live.admin_token) == 0
     assert _delivered(listener, OUTER_WORKSPACE_TOKEN) == 0
